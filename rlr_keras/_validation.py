@@ -1,0 +1,67 @@
+"""Argument checks shared by every public class and function.
+
+Each check raises a `ValueError` that names the argument, the value received
+and what is allowed, e.g. ``delta must be in [0, 1], got 1.5``.
+"""
+
+import math
+import numbers
+
+
+def _describe(value):
+    return repr(value)
+
+
+def check_real(name, value):
+    """Returns `value` as a float; it must be a finite real number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(
+            f"{name} must be a finite real number, got {_describe(value)}"
+        )
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def check_range(name, value, low=None, high=None, *, low_open=False,
+                high_open=False):
+    """Returns `value` as a float after checking `low <= value <= high`.
+
+    `low_open`/`high_open` exclude the bound. `None` means unbounded.
+    """
+    value = check_real(name, value)
+    ok = True
+    if low is not None:
+        ok &= value > low if low_open else value >= low
+    if high is not None:
+        ok &= value < high if high_open else value <= high
+    if not ok:
+        left = "(" if low_open or low is None else "["
+        right = ")" if high_open or high is None else "]"
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        raise ValueError(
+            f"{name} must be in {left}{lo}, {hi}{right}, got {value!r}"
+        )
+    return value
+
+
+def check_int(name, value, low=None, high=None):
+    """Returns `value` as an int; it must be an integer in [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {_describe(value)}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        lo = "-inf" if low is None else str(low)
+        hi = "inf" if high is None else str(high)
+        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value}")
+    return value
+
+
+def check_choice(name, value, choices):
+    """Returns `value`; it must be one of `choices`."""
+    if value not in choices:
+        allowed = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    return value

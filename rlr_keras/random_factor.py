@@ -1,0 +1,96 @@
+"""The random factor alpha of SGD with random learning rate.
+
+At optimizer step k the update of Musso (eq. 1) scales the gradient by a
+random factor alpha_k, uniform on [1 - delta, 1 + delta]. This module is the
+single place where alpha_k is computed.
+
+alpha_k is a pure function of (seed, k): a counter-based integer hash
+(three rounds of the `lowbias32` mixer on uint32 words) followed by an exact
+map to [1 - delta, 1 + delta). Being stateless, the stream survives saving and
+restoring, and every replica of a `tf.distribute` strategy computes the same
+value. Unlike `tf.random.stateless_uniform`, it gives bit-identical values
+eagerly, inside `tf.function` and under XLA, and a NumPy transcription of the
+same integer operations reproduces it exactly.
+"""
+
+from keras import ops
+
+from rlr_keras import _validation
+
+# lowbias32 constants (C. Wellons, "Prospecting for hash functions", 2018).
+_MIX_MULTIPLIER_1 = 0x7FEB352D
+_MIX_MULTIPLIER_2 = 0x846CA68B
+SEED_MAX = 2**32 - 1
+
+
+def _u32(value):
+    return ops.convert_to_tensor(value, dtype="uint32")
+
+
+def _mix(x):
+    """lowbias32: a bijective avalanche mixer on uint32 words."""
+    x = ops.bitwise_xor(x, ops.right_shift(x, _u32(16)))
+    x = ops.multiply(x, _u32(_MIX_MULTIPLIER_1))
+    x = ops.bitwise_xor(x, ops.right_shift(x, _u32(15)))
+    x = ops.multiply(x, _u32(_MIX_MULTIPLIER_2))
+    x = ops.bitwise_xor(x, ops.right_shift(x, _u32(16)))
+    return x
+
+
+def random_bits(seed, step):
+    """Returns the 32-bit hash of (seed, step) as a uint32 tensor.
+
+    Args:
+        seed: int in [0, 2**32 - 1].
+        step: int or integer tensor (any shape) of non-negative steps.
+    """
+    step = ops.convert_to_tensor(step)
+    step = ops.cast(step, "int64")
+    low = ops.cast(ops.bitwise_and(step, 0xFFFFFFFF), "uint32")
+    high = ops.cast(ops.right_shift(step, 32), "uint32")
+    key = _mix(_u32(seed))
+    return _mix(ops.bitwise_xor(_mix(ops.bitwise_xor(key, high)), low))
+
+
+def random_factor(seed, step, delta):
+    """Returns alpha_k, uniform on [1 - delta, 1 + delta), as float32.
+
+    The top 24 bits of the hash give u = m / 2**24 with m an integer; then
+    alpha = 1 + delta * (2u - 1). The product is formed in float64, where it
+    is exact (24-bit by 24-bit mantissas), and rounded once to float32, so the
+    result does not depend on whether the compiler fuses the multiply-add.
+
+    Args:
+        seed: int in [0, 2**32 - 1], the stream's seed.
+        step: int or integer tensor (any shape): the optimizer iteration k.
+        delta: float in [0, 1] (or a float tensor): the half-width Delta.
+
+    Returns:
+        A float32 tensor with the shape of `step`. `delta = 0` gives exactly 1.
+    """
+    bits = random_bits(seed, step)
+    top = ops.cast(ops.right_shift(bits, _u32(8)), "float64")
+    centred = ops.multiply(ops.subtract(top, 2.0**23), 2.0**-23)  # in [-1, 1)
+    half_width = ops.cast(ops.cast(delta, "float32"), "float64")
+    return ops.cast(ops.add(1.0, ops.multiply(half_width, centred)), "float32")
+
+
+def alpha_second_moment(delta):
+    """Returns <alpha^2> = 1 + delta^2 / 3 for alpha uniform on [1-delta, 1+delta].
+
+    The paper's eq. 27 (and 29-31) print 1 + delta / 3; the variance of the
+    uniform distribution of half-width delta is delta^2 / 3, so the second
+    moment is 1 + delta^2 / 3.
+    """
+    delta = _validation.check_range("delta", delta, 0.0, 1.0)
+    return 1.0 + delta**2 / 3.0
+
+
+def validate_seed(seed):
+    """Returns `seed` as an int in [0, 2**32 - 1] or raises ValueError."""
+    return _validation.check_int("seed", seed, 0, SEED_MAX)
+
+
+def validate_delta(delta):
+    """Returns `delta` as a float in [0, 1] or raises ValueError."""
+    return _validation.check_range("delta", delta, 0.0, 1.0)
