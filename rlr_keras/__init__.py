@@ -7,13 +7,26 @@ with random learning rate" (2020).
 __version__ = "0.1.0"
 
 # Core (optimizer, random factor, random learning-rate schedule).
+# The alpha stream itself is `rlr_keras.random_factor.random_factor`.
 from rlr_keras.random_factor import alpha_second_moment
-from rlr_keras.random_factor import random_factor
 from rlr_keras.optimizers import RandomLRSGD
 from rlr_keras.schedules import RandomLearningRate
 
 # Protocols and monitoring (callbacks, protocols).
+from rlr_keras import protocols
+from rlr_keras.callbacks import CyclicCosine
+from rlr_keras.callbacks import LearningRateMonitor
+from rlr_keras.protocols import PROTOCOLS
+from rlr_keras.protocols import Protocol
+from rlr_keras.schedules import CyclicCosineSchedule
+from rlr_keras.schedules import cyclic_cosine
 
 # Effective temperature.
+from rlr_keras.temperature import DiffusionEstimate
+from rlr_keras.temperature import Hyperparameters
+from rlr_keras.temperature import TemperatureMonitor
+from rlr_keras.temperature import effective_temperature
+from rlr_keras.temperature import estimate_diffusion
+from rlr_keras.temperature import match_temperature
 
 # Models and data.

@@ -1,0 +1,245 @@
+"""SGD with random learning rate (Musso, eq. 1-2) as a Keras 3 optimizer."""
+
+import numbers
+import random
+
+import keras
+from keras import ops
+
+from rlr_keras import _validation
+from rlr_keras import random_factor as _random_factor
+
+
+def validate_learning_rate(learning_rate):
+    """Returns a float learning rate as float; schedules/callables unchanged.
+
+    Raises:
+        ValueError: if a number is negative or not finite.
+    """
+    if isinstance(learning_rate, numbers.Real) and not isinstance(
+        learning_rate, bool
+    ):
+        return _validation.check_range("learning_rate", learning_rate, 0.0)
+    if isinstance(
+        learning_rate, keras.optimizers.schedules.LearningRateSchedule
+    ) or callable(learning_rate):
+        return learning_rate
+    raise ValueError(
+        "learning_rate must be a non-negative float, a "
+        "keras.optimizers.schedules.LearningRateSchedule or a callable, "
+        f"got {learning_rate!r}"
+    )
+
+
+def resolve_seed(seed):
+    """Returns `seed` validated, or a fresh seed in [0, 2**32 - 1] if None."""
+    if seed is None:
+        return random.SystemRandom().randrange(_random_factor.SEED_MAX + 1)
+    return _random_factor.validate_seed(seed)
+
+
+@keras.saving.register_keras_serializable(package="rlr_keras")
+class RandomLRSGD(keras.optimizers.Optimizer):
+    """Stochastic gradient descent with a random learning rate.
+
+    At optimizer step k, with g_k the gradient of the mini-batch loss,
+    mu = `momentum`, l = `learning_rate` (evaluated at step k when it is a
+    schedule), w = `coupled_weight_decay` and a random factor alpha_k drawn
+    from the uniform distribution on [1 - Delta, 1 + Delta], Delta = `delta`,
+    the update of Musso (eq. 1-2) is
+
+    ```
+    g_k     = clip(grad f_batch(x_k)) + w * x_k
+    v_{k+1} = mu * v_k - alpha_k * g_k
+    x_{k+1} = x_k + l * v_{k+1}                        # nesterov=False
+    x_{k+1} = x_k + l * (mu * v_{k+1} - alpha_k * g_k)  # nesterov=True
+    ```
+
+    and with `momentum=0`, x_{k+1} = x_k - l * alpha_k * g_k (no velocity
+    slot is allocated). Since <alpha> = 1, l is the mean learning rate; the
+    paper compares protocols at equal l. `delta=0` is plain SGD.
+
+    alpha_k is drawn once per optimizer step and shared by every variable. It
+    is a pure function of (`seed`, k), computed by
+    `rlr_keras.random_factor.random_factor`: the same seed gives the same
+    stream, a restored optimizer continues it, every replica of a
+    `tf.distribute` strategy sees the same value, and eager, `tf.function`
+    and XLA steps agree bit for bit. `alpha_at(k)` returns it. k is
+    `optimizer.iterations`, which counts real updates also with
+    `gradient_accumulation_steps`; a step that `LossScaleOptimizer` skips for
+    a non-finite gradient consumes no alpha.
+
+    Parametrization. l multiplies the velocity, as in eq. 2 and in
+    `torch.optim.SGD`; `keras.optimizers.SGD` instead puts the learning rate
+    inside the velocity (v <- mu v - l g; x <- x + v). With a constant l and
+    `delta=0` the two coincide; when l changes during training (the cyclic
+    protocol) they differ: here a change of l rescales the whole velocity at
+    once. Gradient clipping (`clipnorm`, `clipvalue`, `global_clipnorm`)
+    acts before alpha, so clipping never cancels the random factor.
+
+    Weight decay. `coupled_weight_decay=w` adds w * x to the gradient before
+    the update (the `weight_decay` of `torch.optim.SGD`, which the paper uses
+    with w = 1e-3 for Models 2 and 3); it is scaled by alpha and l and enters
+    the velocity. Keras' own `weight_decay` is decoupled: x <- x - l * wd * x,
+    applied before the step, outside the velocity and without alpha.
+
+    Sparse gradients (`tf.IndexedSlices`, e.g. from `Embedding`) stay sparse
+    with `momentum=0` and no coupled weight decay; with a velocity or a
+    coupled decay they are made dense, as the dense velocity needs.
+
+    Args:
+        learning_rate: float >= 0, a
+            `keras.optimizers.schedules.LearningRateSchedule`, or a callable
+            with no arguments: the mean learning rate l. Defaults to `0.01`.
+        delta: float in [0, 1]: Delta, the half-width of the uniform
+            distribution of alpha. Defaults to `1.0` (alpha in [0, 2]).
+        momentum: float in [0, 1): mu. Defaults to `0.0`.
+        nesterov: bool, whether to use the Nesterov update (needs
+            `momentum > 0`). Defaults to `False`.
+        seed: int in [0, 2**32 - 1] or None: the seed of the alpha stream.
+            `None` draws one at construction and stores it in the config, so
+            a saved optimizer stays reproducible. Defaults to `None`.
+        coupled_weight_decay: float >= 0: w, the L2 coefficient added to the
+            gradient (PyTorch style). Defaults to `0.0`.
+        **kwargs: the keyword arguments of `keras.optimizers.Optimizer`
+            (`weight_decay`, `clipnorm`, `clipvalue`, `global_clipnorm`,
+            `use_ema`, `ema_momentum`, `ema_overwrite_frequency`,
+            `loss_scale_factor`, `gradient_accumulation_steps`, `name`).
+
+    Raises:
+        ValueError: for an argument outside the ranges above.
+
+    Example:
+
+    >>> import numpy as np, keras
+    >>> from rlr_keras import RandomLRSGD
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> opt = RandomLRSGD(learning_rate=0.005, delta=1.0, momentum=0.9,
+    ...                   nesterov=True, seed=0)
+    >>> model.compile(optimizer=opt, loss="mse")
+    >>> _ = model.fit(np.ones((8, 4)), np.ones((8, 1)), verbose=0)
+    >>> float(opt.alpha_at(0)) == float(opt.alpha_at(0))
+    True
+
+    References:
+        D. Musso, "Stochastic gradient descent with random learning rate",
+        arXiv:2003.06926, 2020.
+    """
+
+    def __init__(
+        self,
+        learning_rate=0.01,
+        delta=1.0,
+        momentum=0.0,
+        nesterov=False,
+        seed=None,
+        coupled_weight_decay=0.0,
+        weight_decay=None,
+        clipnorm=None,
+        clipvalue=None,
+        global_clipnorm=None,
+        use_ema=False,
+        ema_momentum=0.99,
+        ema_overwrite_frequency=None,
+        loss_scale_factor=None,
+        gradient_accumulation_steps=None,
+        name="random_lr_sgd",
+        **kwargs,
+    ):
+        learning_rate = validate_learning_rate(learning_rate)
+        delta = _random_factor.validate_delta(delta)
+        momentum = _validation.check_range(
+            "momentum", momentum, 0.0, 1.0, high_open=True
+        )
+        if not isinstance(nesterov, bool):
+            raise ValueError(f"nesterov must be a bool, got {nesterov!r}")
+        if nesterov and momentum == 0.0:
+            raise ValueError(
+                "nesterov=True requires momentum in (0, 1), got momentum=0.0"
+            )
+        coupled_weight_decay = _validation.check_range(
+            "coupled_weight_decay", coupled_weight_decay, 0.0
+        )
+        super().__init__(
+            learning_rate=learning_rate,
+            name=name,
+            weight_decay=weight_decay,
+            clipnorm=clipnorm,
+            clipvalue=clipvalue,
+            global_clipnorm=global_clipnorm,
+            use_ema=use_ema,
+            ema_momentum=ema_momentum,
+            ema_overwrite_frequency=ema_overwrite_frequency,
+            loss_scale_factor=loss_scale_factor,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            **kwargs,
+        )
+        self.delta = delta
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.seed = resolve_seed(seed)
+        self.coupled_weight_decay = coupled_weight_decay
+
+    def alpha_at(self, step):
+        """Returns alpha_k for optimizer iteration `step` (float32 tensor).
+
+        Args:
+            step: int or integer tensor (any shape): the value of
+                `optimizer.iterations` at the start of the step.
+        """
+        return _random_factor.random_factor(self.seed, step, self.delta)
+
+    def build(self, variables):
+        """Creates one velocity slot per variable (none when momentum is 0)."""
+        if self.built:
+            return
+        super().build(variables)
+        self.velocities = []
+        if self.momentum != 0.0:
+            self.velocities = self.add_optimizer_variables(
+                variables, "velocity"
+            )
+
+    def update_step(self, gradient, variable, learning_rate):
+        """Applies eq. 1-2 to one variable."""
+        dtype = variable.dtype
+        learning_rate = ops.cast(learning_rate, dtype)
+        alpha = ops.cast(self.alpha_at(self.iterations), dtype)
+        gradient = ops.cast(gradient, dtype)
+        if self.coupled_weight_decay:
+            gradient = ops.add(
+                ops.convert_to_tensor(gradient),
+                ops.multiply(variable, ops.cast(self.coupled_weight_decay, dtype)),
+            )
+        scaled_gradient = ops.multiply(gradient, alpha)
+        if self.momentum == 0.0:
+            self.assign_sub(
+                variable, ops.multiply(scaled_gradient, learning_rate)
+            )
+            return
+        momentum = ops.cast(self.momentum, dtype)
+        velocity = self.velocities[self._get_variable_index(variable)]
+        self.assign(
+            velocity,
+            ops.subtract(ops.multiply(velocity, momentum), scaled_gradient),
+        )
+        if self.nesterov:
+            step = ops.subtract(
+                ops.multiply(velocity, momentum), scaled_gradient
+            )
+        else:
+            step = velocity
+        self.assign_add(variable, ops.multiply(step, learning_rate))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "delta": self.delta,
+                "momentum": self.momentum,
+                "nesterov": self.nesterov,
+                "seed": self.seed,
+                "coupled_weight_decay": self.coupled_weight_decay,
+            }
+        )
+        return config

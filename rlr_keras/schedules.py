@@ -1,0 +1,228 @@
+"""Learning-rate schedules: the random learning rate and the cosine cycle.
+
+Each schedule is a pure function of the step (or epoch) with a thin
+`keras.optimizers.schedules.LearningRateSchedule` adapter on top.
+"""
+
+import math
+import numbers
+
+import keras
+from keras import ops
+
+from rlr_keras import _validation
+from rlr_keras import optimizers as _optimizers
+from rlr_keras import random_factor as _random_factor
+
+
+@keras.saving.register_keras_serializable(package="rlr_keras")
+class RandomLearningRate(keras.optimizers.schedules.LearningRateSchedule):
+    """A learning rate multiplied by the random factor alpha at every step.
+
+    Gives any Keras optimizer (Adam, SGD, RMSprop, ...) a random learning
+    rate: at step k the optimizer receives
+
+    ```
+    l_k = alpha_k * l(k),    alpha_k ~ U[1 - Delta, 1 + Delta]
+    ```
+
+    with l = `learning_rate` (a float or a schedule), Delta = `delta`, and
+    alpha_k the same stream as `RandomLRSGD(seed=seed, delta=delta)`
+    (`rlr_keras.random_factor.random_factor`). With
+    `keras.optimizers.SGD(momentum=mu, nesterov=...)` and a constant l this
+    reproduces eq. 1-2 of Musso exactly (up to float rounding): Keras' SGD
+    keeps v' = l v, so v' <- mu v' - l alpha_k g and x <- x + v' is
+    x <- x + l v with v <- mu v - alpha_k g. With a time-varying l the two
+    parametrizations differ; see `RandomLRSGD`.
+
+    Keras evaluates a schedule at its raw step counter, which counts
+    micro-batches when `gradient_accumulation_steps` is set; there alpha then
+    changes every micro-batch index. Prefer `RandomLRSGD` in that case: it
+    draws alpha per real update.
+
+    Args:
+        learning_rate: float >= 0 or a `LearningRateSchedule`: l.
+        delta: float in [0, 1]: Delta. Defaults to `1.0`.
+        seed: int in [0, 2**32 - 1] or None (drawn once and stored in the
+            config). Defaults to `None`.
+
+    Example:
+
+    >>> import keras
+    >>> from rlr_keras import RandomLearningRate
+    >>> lr = RandomLearningRate(0.005, delta=1.0, seed=0)
+    >>> opt = keras.optimizers.Adam(learning_rate=lr)
+    >>> 0.0 <= float(lr(0)) <= 0.01
+    True
+    """
+
+    def __init__(self, learning_rate, delta=1.0, seed=None):
+        learning_rate = _optimizers.validate_learning_rate(learning_rate)
+        if not isinstance(learning_rate, float) and not isinstance(
+            learning_rate, keras.optimizers.schedules.LearningRateSchedule
+        ):
+            raise ValueError(
+                "learning_rate must be a non-negative float or a "
+                f"LearningRateSchedule, got {learning_rate!r}"
+            )
+        self.learning_rate = learning_rate
+        self.delta = _random_factor.validate_delta(delta)
+        self.seed = _optimizers.resolve_seed(seed)
+
+    def alpha_at(self, step):
+        """Returns alpha_k for step `step` (int or integer tensor)."""
+        return _random_factor.random_factor(self.seed, step, self.delta)
+
+    def __call__(self, step):
+        if isinstance(
+            self.learning_rate, keras.optimizers.schedules.LearningRateSchedule
+        ):
+            base = ops.cast(self.learning_rate(step), "float32")
+        else:
+            base = ops.convert_to_tensor(self.learning_rate, "float32")
+        return ops.multiply(base, self.alpha_at(step))
+
+    def get_config(self):
+        learning_rate = self.learning_rate
+        if not isinstance(learning_rate, float):
+            learning_rate = keras.saving.serialize_keras_object(learning_rate)
+        return {
+            "learning_rate": learning_rate,
+            "delta": self.delta,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config["learning_rate"], dict):
+            config["learning_rate"] = keras.saving.deserialize_keras_object(
+                config["learning_rate"]
+            )
+        return cls(**config)
+
+
+def _is_number(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def cyclic_cosine(learning_rate, period, epoch):
+    """Returns the cyclic learning rate of Musso, eq. 21, at epoch `epoch`.
+
+    ```
+    l_tau = l * (1 + cos(pi * tau / P))
+    ```
+
+    with l = `learning_rate`, P = `period` and tau = `epoch`, the number of
+    completed training epochs (tau = 0 during the first epoch). l_tau starts
+    at 2 l, reaches 0 at tau = P and is back at 2 l at tau = 2 P: the cosine
+    repeats every 2 P epochs (the paper calls P the period; it is half the
+    cycle). Over a full cycle of integer epochs tau = 0, ..., 2 P - 1 (P an
+    integer) the mean of l_tau is exactly l, so the cyclic protocol has the
+    same mean learning rate as the constant and random ones.
+
+    This is the only implementation of eq. 21 in the package; the
+    `CyclicCosineSchedule` adapter and the `rlr_keras.callbacks.CyclicCosine`
+    callback both call it.
+
+    Args:
+        learning_rate: float >= 0 or a float tensor: the mean learning
+            rate l.
+        period: float > 0 or a tensor: P, in epochs.
+        epoch: number >= 0 or a numeric tensor (any shape): tau.
+
+    Returns:
+        A Python float when every argument is a Python (or NumPy) number,
+        computed in double precision; otherwise a float32 tensor with the
+        shape of `epoch`.
+
+    Raises:
+        ValueError: for a Python-number argument outside the ranges above.
+
+    Example:
+
+    >>> from rlr_keras.schedules import cyclic_cosine
+    >>> [round(cyclic_cosine(0.1, period=2, epoch=tau), 6) for tau in range(4)]
+    [0.2, 0.1, 0.0, 0.1]
+    """
+    if all(_is_number(v) for v in (learning_rate, period, epoch)):
+        learning_rate = _validation.check_range(
+            "learning_rate", learning_rate, 0.0
+        )
+        period = _validation.check_range("period", period, 0.0, low_open=True)
+        epoch = _validation.check_range("epoch", epoch, 0.0)
+        cos = math.cos
+    else:
+        learning_rate = ops.cast(learning_rate, "float32")
+        period = ops.cast(period, "float32")
+        epoch = ops.cast(epoch, "float32")
+        cos = ops.cos
+    return learning_rate * (1.0 + cos(math.pi * epoch / period))
+
+
+@keras.saving.register_keras_serializable(package="rlr_keras")
+class CyclicCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """The cyclic cosine learning rate of Musso (eq. 21), step by step.
+
+    At optimizer step k the learning rate is
+
+    ```
+    l_tau = l * (1 + cos(pi * tau / P)),    tau = k // S
+    ```
+
+    with l = `learning_rate`, P = `period` and S = `steps_per_epoch`: the
+    learning rate is constant within an epoch and follows `cyclic_cosine`
+    from epoch to epoch, repeating every 2 P epochs with mean l over a cycle.
+    It is the in-graph alternative to the `rlr_keras.callbacks.CyclicCosine`
+    callback, for when the number of optimizer steps per epoch is known.
+
+    With `RandomLRSGD` the learning rate multiplies the velocity (x <- x +
+    l_tau v, as in the paper); with `keras.optimizers.SGD` it multiplies the
+    gradient inside the velocity, which differs when l_tau changes.
+
+    Args:
+        learning_rate: float >= 0: the mean learning rate l.
+        period: float > 0: P, half the cycle, in epochs.
+        steps_per_epoch: int >= 1: S, the number of optimizer steps in one
+            epoch (with `gradient_accumulation_steps`, count real updates).
+
+    Raises:
+        ValueError: for an argument outside the ranges above.
+
+    Example:
+
+    >>> import keras
+    >>> from rlr_keras.schedules import CyclicCosineSchedule
+    >>> lr = CyclicCosineSchedule(0.005, period=6, steps_per_epoch=235)
+    >>> opt = keras.optimizers.SGD(learning_rate=lr)
+    >>> round(float(lr(6 * 235)), 6)
+    0.0
+
+    References:
+        D. Musso, "Stochastic gradient descent with random learning rate",
+        arXiv:2003.06926, 2020 (eq. 21).
+    """
+
+    def __init__(self, learning_rate, period, steps_per_epoch):
+        self.learning_rate = _validation.check_range(
+            "learning_rate", learning_rate, 0.0
+        )
+        self.period = _validation.check_range(
+            "period", period, 0.0, low_open=True
+        )
+        self.steps_per_epoch = _validation.check_int(
+            "steps_per_epoch", steps_per_epoch, 1
+        )
+
+    def __call__(self, step):
+        epoch = ops.floor_divide(
+            ops.cast(step, "int64"), ops.cast(self.steps_per_epoch, "int64")
+        )
+        return cyclic_cosine(self.learning_rate, self.period, epoch)
+
+    def get_config(self):
+        return {
+            "learning_rate": self.learning_rate,
+            "period": self.period,
+            "steps_per_epoch": self.steps_per_epoch,
+        }
