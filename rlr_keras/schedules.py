@@ -151,13 +151,15 @@ def cyclic_cosine(learning_rate, period, epoch):
         )
         period = _validation.check_range("period", period, 0.0, low_open=True)
         epoch = _validation.check_range("epoch", epoch, 0.0)
-        cos = math.cos
-    else:
-        learning_rate = ops.cast(learning_rate, "float32")
-        period = ops.cast(period, "float32")
-        epoch = ops.cast(epoch, "float32")
-        cos = ops.cos
-    return learning_rate * (1.0 + cos(math.pi * epoch / period))
+        return learning_rate * (1.0 + math.cos(math.pi * epoch / period))
+    # Double precision, rounded once: near l_tau = 0 a float32 phase would
+    # leave an error of about 1e-6 l instead of one float32 rounding.
+    learning_rate, period, epoch = (
+        ops.cast(v, "float64") for v in (learning_rate, period, epoch)
+    )
+    return ops.cast(
+        learning_rate * (1.0 + ops.cos(math.pi * epoch / period)), "float32"
+    )
 
 
 @keras.saving.register_keras_serializable(package="rlr_keras")

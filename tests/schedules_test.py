@@ -1,0 +1,156 @@
+"""Tests for the cosine cycle of rlr_keras.schedules against NumPy.
+
+`RandomLearningRate` is tested in random_learning_rate_test.py.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+from rlr_keras import RandomLRSGD
+from rlr_keras.schedules import CyclicCosineSchedule
+from rlr_keras.schedules import cyclic_cosine
+
+PAPER_PERIODS = (6, 18, 30)
+
+
+def reference_cyclic_cosine(learning_rate, period, epoch):
+    """Musso, eq. 21, written independently in NumPy (float64)."""
+    return learning_rate * (1.0 + np.cos(np.pi * np.asarray(epoch) / period))
+
+
+# cyclic_cosine ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("period", PAPER_PERIODS)
+def test_cyclic_cosine_matches_numpy_over_two_cycles(period):
+    learning_rate = 0.005
+    epochs = np.arange(2 * 2 * period)  # A cycle is 2 P epochs.
+    expected = reference_cyclic_cosine(learning_rate, period, epochs)
+    got = [cyclic_cosine(learning_rate, period, int(tau)) for tau in epochs]
+    assert all(isinstance(value, float) for value in got)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-18)
+
+
+@pytest.mark.parametrize("period", PAPER_PERIODS)
+def test_cyclic_cosine_on_tensors_matches_numpy(period):
+    learning_rate = 0.005
+    epochs = np.arange(2 * 2 * period)
+    got = cyclic_cosine(learning_rate, period,
+                        keras.ops.convert_to_tensor(epochs))
+    assert keras.backend.standardize_dtype(got.dtype) == "float32"
+    assert tuple(got.shape) == epochs.shape
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(got),
+        reference_cyclic_cosine(learning_rate, period, epochs),
+        rtol=2**-23, atol=1e-12 * learning_rate)
+
+
+@pytest.mark.parametrize("period", PAPER_PERIODS)
+def test_cyclic_cosine_has_cycle_two_periods_and_mean_learning_rate(period):
+    learning_rate = 0.02
+    values = np.array(
+        [cyclic_cosine(learning_rate, period, tau)
+         for tau in range(4 * period)])
+    assert values[0] == pytest.approx(2 * learning_rate)
+    assert values[period] == pytest.approx(0.0, abs=1e-15)
+    np.testing.assert_allclose(values[:2 * period], values[2 * period:],
+                               rtol=1e-12, atol=1e-15)
+    assert values[:2 * period].mean() == pytest.approx(learning_rate, rel=1e-12)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(learning_rate=-0.1, period=6, epoch=0), "learning_rate"),
+    (dict(learning_rate=0.1, period=0, epoch=0), "period"),
+    (dict(learning_rate=0.1, period=-6, epoch=0), "period"),
+    (dict(learning_rate=0.1, period=6, epoch=-1), "epoch"),
+    (dict(learning_rate=float("nan"), period=6, epoch=0), "learning_rate"),
+])
+def test_cyclic_cosine_rejects_invalid_numbers(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cyclic_cosine(**kwargs)
+
+
+# CyclicCosineSchedule --------------------------------------------------------
+
+
+@pytest.mark.parametrize("period, steps_per_epoch", [(6, 1), (3, 7), (18, 2)])
+def test_schedule_matches_numpy_every_step_over_two_cycles(
+        period, steps_per_epoch):
+    learning_rate = 0.005
+    schedule = CyclicCosineSchedule(learning_rate, period, steps_per_epoch)
+    steps = np.arange(2 * 2 * period * steps_per_epoch)
+    expected = reference_cyclic_cosine(
+        learning_rate, period, steps // steps_per_epoch)
+    vectorized = keras.ops.convert_to_numpy(schedule(steps))
+    np.testing.assert_allclose(vectorized, expected, rtol=2**-23,
+                               atol=1e-12 * learning_rate)
+    one_by_one = [float(schedule(int(k))) for k in steps]
+    np.testing.assert_array_equal(one_by_one, vectorized)
+
+
+def test_schedule_drives_random_lr_sgd_step_by_step():
+    # With delta = 0, momentum = 0 and a gradient of exactly 1, each step
+    # subtracts the learning rate of that step: w_K = -sum_k l_{k // S}.
+    learning_rate, period, steps_per_epoch = 0.01, 3, 2
+    schedule = CyclicCosineSchedule(learning_rate, period, steps_per_epoch)
+    optimizer = RandomLRSGD(learning_rate=schedule, delta=0.0)
+    weight = keras.Variable(np.zeros((2,), np.float32))
+    gradient = np.ones((2,), np.float32)
+    num_steps = 2 * 2 * period * steps_per_epoch
+    got = []
+    for _ in range(num_steps):
+        optimizer.apply_gradients([(gradient, weight)])
+        got.append(keras.ops.convert_to_numpy(weight)[0])
+    expected = -np.cumsum(reference_cyclic_cosine(
+        learning_rate, period, np.arange(num_steps) // steps_per_epoch))
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-8)
+
+
+def test_schedule_config_round_trip():
+    schedule = CyclicCosineSchedule(0.005, period=18, steps_per_epoch=235)
+    config = schedule.get_config()
+    assert config == {"learning_rate": 0.005, "period": 18.0,
+                      "steps_per_epoch": 235}
+    restored = CyclicCosineSchedule.from_config(config)
+    assert restored.get_config() == config
+
+
+def test_schedule_serialize_deserialize():
+    schedule = CyclicCosineSchedule(0.005, period=6, steps_per_epoch=10)
+    serialized = keras.saving.serialize_keras_object(schedule)
+    restored = keras.saving.deserialize_keras_object(serialized)
+    assert isinstance(restored, CyclicCosineSchedule)
+    assert restored.get_config() == schedule.get_config()
+    steps = np.arange(200)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(restored(steps)),
+                                  keras.ops.convert_to_numpy(schedule(steps)))
+
+
+def test_schedule_survives_model_save_and_load(tmp_path):
+    schedule = CyclicCosineSchedule(0.01, period=2, steps_per_epoch=3)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(optimizer=RandomLRSGD(learning_rate=schedule, delta=0.0,
+                                        seed=1), loss="mse")
+    model.fit(np.ones((8, 3)), np.ones((8, 1)), batch_size=2, verbose=0)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    loaded_schedule = loaded.optimizer._learning_rate
+    assert isinstance(loaded_schedule, CyclicCosineSchedule)
+    assert loaded_schedule.get_config() == schedule.get_config()
+    assert int(loaded.optimizer.iterations) == 4
+    assert float(loaded.optimizer.learning_rate) == float(schedule(4))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(learning_rate=-1.0, period=6, steps_per_epoch=1), "learning_rate"),
+    (dict(learning_rate=0.1, period=0.0, steps_per_epoch=1), "period"),
+    (dict(learning_rate=0.1, period=6, steps_per_epoch=0), "steps_per_epoch"),
+    (dict(learning_rate=0.1, period=6, steps_per_epoch=2.5),
+     "steps_per_epoch"),
+    (dict(learning_rate="0.1", period=6, steps_per_epoch=1), "learning_rate"),
+])
+def test_schedule_rejects_invalid_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        CyclicCosineSchedule(**kwargs)
