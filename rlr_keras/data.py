@@ -1,0 +1,731 @@
+"""Image classification data: loading and tf.data input pipelines.
+
+`load_dataset(spec)` returns an `ImageDataset`: train and test images as
+uint8 arrays of shape (N, height, width, channels) with values in [0, 255],
+int64 labels in [0, num_classes). A dataset spec is one of:
+
+- a TFDS name such as `"mnist"`, `"fashion_mnist"` or `"cifar10"` (any TFDS
+  image classification dataset with `image` and `label` features of a fixed
+  shape and `train`/`test` splits), loaded with TFDS into `data_dir`.
+  Without internet TFDS can only use a dataset already prepared in
+  `data_dir`; otherwise the error names the offline specs below.
+- `"idx:PATH"`: a folder of MNIST-format IDX files (MNIST, Fashion-MNIST,
+  KMNIST): `train-images-idx3-ubyte`, `train-labels-idx1-ubyte`,
+  `t10k-images-idx3-ubyte`, `t10k-labels-idx1-ubyte`, each optionally
+  gzipped (`.gz`).
+- `"idx-split:PATH"`: a folder holding only the two `t10k-*` IDX files (e.g.
+  the 10,000-image MNIST test set), split into train and test with the
+  deterministic stratified split below (8,000 / 2,000 for MNIST's t10k).
+- `"cifar10_batches:PATH"`: a folder of the official CIFAR-10 python
+  batches, `data_batch_1` ... `data_batch_5` and `test_batch` (the
+  `cifar-10-batches-py` folder of `cifar-10-python.tar.gz`, or its parent).
+- `"digits"`: scikit-learn's bundled 8x8 handwritten digits (1,797 images,
+  10 classes, no download), split with the deterministic stratified split
+  below (1,437 train / 360 test). Pixel values 0..16 are mapped to 0..255.
+
+The deterministic stratified split (`"digits"`, `"idx-split:"`) is
+`sklearn.model_selection.train_test_split(test_size=SPLIT_TEST_FRACTION,
+stratify=labels, random_state=SPLIT_SEED)`, i.e. 80 % train / 20 % test with
+every class in the same proportion in both parts.
+
+Errors are never papered over: a missing, truncated or malformed file raises
+an error naming the file and what was expected, and no loader falls back to
+other or synthetic data.
+
+`train_pipeline` and `eval_pipeline` turn arrays into `tf.data` pipelines in
+the TFDS order: normalize to float32 in [0, 1], cache, shuffle (training
+only), batch, prefetch.
+"""
+
+import dataclasses
+import gzip
+import importlib
+import math
+import os
+import pickle
+import struct
+
+import numpy as np
+import tensorflow as tf
+
+from rlr_keras import _validation
+
+SPLIT_TEST_FRACTION = 0.2
+SPLIT_SEED = 0
+DATASET_SPEC_FORMS = (
+    "a TFDS name such as 'mnist', 'fashion_mnist' or 'cifar10'",
+    "'idx:PATH' (folder of MNIST-format IDX files)",
+    "'idx-split:PATH' (folder with only the t10k IDX files)",
+    "'cifar10_batches:PATH' (folder of CIFAR-10 python batches)",
+    "'digits' (scikit-learn's bundled 8x8 digits)",
+)
+
+_PATH_KINDS = ("idx", "idx-split", "cifar10_batches")
+_IDX_IMAGES_MAGIC = 2051  # Unsigned bytes, 3 dimensions.
+_IDX_LABELS_MAGIC = 2049  # Unsigned bytes, 1 dimension.
+_IDX_DTYPES = {
+    0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8"),
+}
+_CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+_CIFAR_TEST_FILE = "test_batch"
+_CIFAR_CLASSES = 10
+_DIGITS_MAX_VALUE = 16
+# Tag mixed into the user's seed so the shuffle stream differs from every
+# other stream drawn from the same seed (weights, the random factor).
+_SHUFFLE_STREAM = 0x5D1
+_SEED_MAX = 2**32 - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageDataset:
+    """Train and test images and labels of one dataset, as NumPy arrays.
+
+    Attributes:
+        name: str, the dataset spec it was loaded from.
+        train_images: uint8 array (num_train, height, width, channels),
+            values in [0, 255].
+        train_labels: int64 array (num_train,), values in [0, num_classes).
+        test_images: uint8 array (num_test, height, width, channels).
+        test_labels: int64 array (num_test,).
+        num_classes: int, the number of classes.
+    """
+
+    name: str
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    num_classes: int
+
+    @property
+    def input_shape(self):
+        """(height, width, channels) of one image."""
+        return tuple(int(d) for d in self.train_images.shape[1:])
+
+    @property
+    def num_train(self):
+        return int(self.train_images.shape[0])
+
+    @property
+    def num_test(self):
+        return int(self.test_images.shape[0])
+
+
+def parse_dataset_spec(spec):
+    """Splits a dataset spec into its kind and argument, without any I/O.
+
+    Args:
+        spec: str, a dataset spec (see the module docstring).
+
+    Returns:
+        A tuple `(kind, argument)`: `("tfds", name)`, `("idx", path)`,
+        `("idx-split", path)`, `("cifar10_batches", path)` or
+        `("digits", None)`.
+
+    Raises:
+        ValueError: if `spec` is not a string of one of the allowed forms.
+
+    Example:
+
+    >>> parse_dataset_spec("idx:/data/mnist")
+    ('idx', '/data/mnist')
+    """
+    allowed = "; ".join(DATASET_SPEC_FORMS)
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"dataset must be one of: {allowed}; got {spec!r}")
+    if spec == "digits":
+        return "digits", None
+    prefix, colon, argument = spec.partition(":")
+    if prefix in _PATH_KINDS:
+        if not colon or not argument:
+            raise ValueError(
+                f"dataset {spec!r} needs a folder: '{prefix}:PATH'")
+        return prefix, argument
+    if spec.startswith(("/", ".", "~")):
+        raise ValueError(
+            f"dataset must be one of: {allowed}; got {spec!r} (a local "
+            "folder needs a prefix such as 'idx:' or 'cifar10_batches:')")
+    return "tfds", spec
+
+
+def load_dataset(spec, *, data_dir=None, image_size=None):
+    """Loads the train and test split of a dataset into memory.
+
+    Args:
+        spec: str, the dataset spec: a TFDS name, `"idx:PATH"`,
+            `"idx-split:PATH"`, `"cifar10_batches:PATH"` or `"digits"` (see
+            the module docstring).
+        data_dir: str or None, TFDS' data folder (TFDS names only; other
+            specs ignore it). `None` is TFDS' default, `~/tensorflow_datasets`.
+            Defaults to `None`.
+        image_size: None or a pair of ints (height, width). If given, images
+            are resized (bilinear) to this size and rounded back to uint8,
+            e.g. `(28, 28)` to train model `"cnn"` on the 8x8 `"digits"`.
+            Defaults to `None` (native size).
+
+    Returns:
+        An `ImageDataset`.
+
+    Raises:
+        ValueError: for a malformed spec, an unknown TFDS name, a TFDS
+            dataset without `image`/`label` features or `train`/`test`
+            splits, a malformed or inconsistent file, or a bad `image_size`.
+        FileNotFoundError: for a missing folder or file; the message names
+            the file names that were expected.
+        RuntimeError: if TFDS cannot download or prepare the dataset (e.g. no
+            internet); the message names the offline alternatives.
+
+    Example:
+
+    >>> data = load_dataset("digits")
+    >>> data.num_train, data.num_test, data.input_shape
+    (1437, 360, (8, 8, 1))
+    """
+    kind, argument = parse_dataset_spec(spec)
+    if image_size is not None:
+        image_size = _check_image_size(image_size)
+    if kind == "tfds":
+        arrays = _load_tfds(argument, data_dir)
+    elif kind == "idx":
+        arrays = _load_idx(argument)
+    elif kind == "idx-split":
+        arrays = _load_idx_split(argument)
+    elif kind == "cifar10_batches":
+        arrays = _load_cifar10_batches(argument)
+    else:
+        arrays = _load_digits()
+    train_images, train_labels, test_images, test_labels, num_classes = arrays
+    if image_size is not None:
+        train_images = _resize(train_images, image_size)
+        test_images = _resize(test_images, image_size)
+    return ImageDataset(
+        name=spec,
+        train_images=train_images,
+        train_labels=train_labels.astype(np.int64),
+        test_images=test_images,
+        test_labels=test_labels.astype(np.int64),
+        num_classes=int(num_classes),
+    )
+
+
+def normalize_images(images):
+    """Maps uint8 images in [0, 255] to float32 in [0, 1] (divides by 255).
+
+    The one normalization of the project: the pipelines and `probe_subset`
+    call it.
+
+    Args:
+        images: integer array or tensor of any shape.
+
+    Returns:
+        A float32 `tf.Tensor` of the same shape.
+    """
+    return tf.cast(images, tf.float32) / 255.0
+
+
+def _normalize_example(image, label):
+    return normalize_images(image), label
+
+
+def train_pipeline(images, labels, *, batch_size, seed, epochs,
+                   initial_epoch=0, shuffle_buffer=None,
+                   drop_remainder=False):
+    """Returns the training `tf.data.Dataset`: all epochs, one after another.
+
+    TFDS order: normalize (float32 in [0, 1]), cache in memory, then per
+    epoch shuffle and batch, then prefetch. The order of epoch `e` is
+    `dataset.shuffle(shuffle_buffer, seed=s_e)` where `s_e` is derived from
+    (`seed`, `e`) alone, so every epoch is shuffled differently and a run
+    resumed at epoch `e` (built with `initial_epoch=e`) sees exactly the
+    batches an uninterrupted run would. TensorFlow's global seed, if set,
+    also enters `tf.data`'s shuffle; set it (or not) the same way in every
+    run, as `keras.utils.set_random_seed` does.
+
+    The dataset yields `steps_per_epoch(len(images), batch_size,
+    drop_remainder=drop_remainder)` batches for each of the epochs
+    `initial_epoch, ..., epochs - 1`. Iterate it once across all epochs: in
+    Keras, `model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch,
+    steps_per_epoch=steps_per_epoch(...))`, so that Keras keeps one
+    iterator from epoch to epoch.
+
+    Args:
+        images: uint8 array (N, height, width, channels).
+        labels: int array (N,).
+        batch_size: int >= 1, examples per batch.
+        seed: int in [0, 2**32 - 1], the seed of the shuffling.
+        epochs: int >= 1, the index one past the last epoch (as in
+            `keras.Model.fit`).
+        initial_epoch: int in [0, epochs - 1], the first epoch to yield.
+            Defaults to `0`.
+        shuffle_buffer: int >= 1 or None, the shuffle buffer; `None` uses N,
+            a uniform shuffle. Defaults to `None`.
+        drop_remainder: bool, drop each epoch's last partial batch.
+            Defaults to `False`.
+
+    Returns:
+        A `tf.data.Dataset` of `(images, labels)` batches, images float32
+        in [0, 1].
+
+    Raises:
+        ValueError: for mismatched arrays or a bad argument.
+
+    Example:
+
+    >>> x = np.zeros((10, 2, 2, 1), "uint8"); y = np.arange(10)
+    >>> ds = train_pipeline(x, y, batch_size=4, seed=0, epochs=2)
+    >>> [int(b[1].shape[0]) for b in ds]
+    [4, 4, 2, 4, 4, 2]
+    """
+    num_examples = _check_arrays(images, labels)
+    batch_size = _validation.check_int("batch_size", batch_size, 1)
+    seed = _validation.check_int("seed", seed, 0, _SEED_MAX)
+    epochs = _validation.check_int("epochs", epochs, 1)
+    initial_epoch = _validation.check_int("initial_epoch", initial_epoch, 0,
+                                          epochs - 1)
+    if shuffle_buffer is None:
+        shuffle_buffer = num_examples
+    shuffle_buffer = _validation.check_int("shuffle_buffer", shuffle_buffer, 1)
+    if not isinstance(drop_remainder, bool):
+        raise ValueError(
+            f"drop_remainder must be a bool, got {drop_remainder!r}")
+    if drop_remainder and num_examples < batch_size:
+        raise ValueError(
+            f"batch_size must be <= the {num_examples} examples when "
+            f"drop_remainder=True, got {batch_size}")
+
+    examples = tf.data.Dataset.from_tensor_slices((images, labels))
+    examples = examples.map(_normalize_example,
+                            num_parallel_calls=tf.data.AUTOTUNE).cache()
+    epoch_seeds = [_epoch_seed(seed, epoch)
+                   for epoch in range(initial_epoch, epochs)]
+
+    def one_epoch(epoch_seed):
+        return examples.shuffle(shuffle_buffer, seed=epoch_seed,
+                                reshuffle_each_iteration=False).batch(
+                                    batch_size, drop_remainder=drop_remainder)
+
+    dataset = tf.data.Dataset.from_tensor_slices(
+        np.array(epoch_seeds, dtype=np.int64)).flat_map(one_epoch)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_pipeline(images, labels, *, batch_size):
+    """Returns an evaluation `tf.data.Dataset`: one pass, in array order.
+
+    TFDS order without the shuffle: normalize (float32 in [0, 1]), cache,
+    batch (the last batch may be partial), prefetch.
+
+    Args:
+        images: uint8 array (N, height, width, channels).
+        labels: int array (N,).
+        batch_size: int >= 1, examples per batch.
+
+    Returns:
+        A `tf.data.Dataset` of `(images, labels)` batches.
+
+    Example:
+
+    >>> x = np.zeros((5, 2, 2, 1), "uint8"); y = np.arange(5)
+    >>> [b[1].numpy().tolist() for b in eval_pipeline(x, y, batch_size=4)]
+    [[0, 1, 2, 3], [4]]
+    """
+    _check_arrays(images, labels)
+    batch_size = _validation.check_int("batch_size", batch_size, 1)
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
+    dataset = dataset.map(_normalize_example,
+                          num_parallel_calls=tf.data.AUTOTUNE).cache()
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(num_examples, batch_size, *, drop_remainder=False):
+    """Returns the number of batches in one epoch of `train_pipeline`.
+
+    Args:
+        num_examples: int >= 1, the number of training examples.
+        batch_size: int >= 1.
+        drop_remainder: bool, as in `train_pipeline`. Defaults to `False`.
+
+    Example:
+
+    >>> steps_per_epoch(1437, 256)
+    6
+    """
+    num_examples = _validation.check_int("num_examples", num_examples, 1)
+    batch_size = _validation.check_int("batch_size", batch_size, 1)
+    if drop_remainder:
+        return num_examples // batch_size
+    return math.ceil(num_examples / batch_size)
+
+
+def probe_subset(images, labels, size, *, seed=None):
+    """Returns a fixed subset of examples, normalized like the pipelines.
+
+    Meant as the probe set of the temperature monitor: the same examples at
+    every epoch.
+
+    Args:
+        images: uint8 array (N, height, width, channels).
+        labels: int array (N,).
+        size: int in [1, N], the number of examples.
+        seed: int in [0, 2**32 - 1] or None. `None` takes the first `size`
+            examples; an int takes `size` distinct examples chosen with
+            `numpy.random.default_rng(seed)`, kept in array order.
+            Defaults to `None`.
+
+    Returns:
+        A tuple `(images, labels)` of NumPy arrays: float32 images in
+        [0, 1] and the int64 labels.
+
+    Example:
+
+    >>> x = np.full((5, 2, 2, 1), 255, "uint8"); y = np.arange(5)
+    >>> probe_x, probe_y = probe_subset(x, y, 2)
+    >>> probe_x.shape, float(probe_x.max()), probe_y.tolist()
+    ((2, 2, 2, 1), 1.0, [0, 1])
+    """
+    num_examples = _check_arrays(images, labels)
+    size = _validation.check_int("size", size, 1, num_examples)
+    if seed is None:
+        indices = np.arange(size)
+    else:
+        seed = _validation.check_int("seed", seed, 0, _SEED_MAX)
+        rng = np.random.default_rng(seed)
+        indices = np.sort(rng.choice(num_examples, size=size, replace=False))
+    probe_images = normalize_images(np.asarray(images)[indices]).numpy()
+    return probe_images, np.asarray(labels)[indices].astype(np.int64)
+
+
+def read_idx(path, *, expected_magic=None):
+    """Reads one IDX file (the MNIST format), plain or gzipped.
+
+    The file holds a 4-byte big-endian magic number (two zero bytes, a type
+    code, the number of dimensions; 2051 for uint8 images of rank 3, 2049 for
+    uint8 labels), one big-endian uint32 per dimension, then the values in
+    row-major order.
+
+    Args:
+        path: str, the file; gzip is detected from its first bytes.
+        expected_magic: int or None, the magic number the file must have.
+            Defaults to `None` (any valid IDX magic number).
+
+    Returns:
+        A NumPy array with the file's shape and (native-endian) type.
+
+    Raises:
+        FileNotFoundError: if `path` does not exist.
+        ValueError: if the file is not valid gzip, has a wrong magic number,
+            or is truncated or longer than its header announces.
+    """
+    raw = _read_maybe_gzip(path)
+    if len(raw) < 4:
+        raise ValueError(
+            f"IDX file {path} is truncated: {len(raw)} bytes, fewer than the "
+            "4-byte magic number")
+    magic = int.from_bytes(raw[:4], "big")
+    if expected_magic is not None and magic != expected_magic:
+        raise ValueError(
+            f"IDX file {path} has magic number {magic}, expected "
+            f"{expected_magic} ({_describe_magic(expected_magic)})")
+    code, ndim = raw[2], raw[3]
+    if raw[0] or raw[1] or code not in _IDX_DTYPES or ndim == 0:
+        raise ValueError(
+            f"file {path} is not an IDX file: magic number {magic} "
+            "(expected 0x00 0x00, a type code in "
+            f"{sorted(_IDX_DTYPES)}, a rank >= 1)")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(
+            f"IDX file {path} is truncated: {len(raw)} bytes, fewer than its "
+            f"{header}-byte header")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = _IDX_DTYPES[code]
+    expected = math.prod(shape) * dtype.itemsize
+    found = len(raw) - header
+    if found != expected:
+        problem = "is truncated" if found < expected else "is too long"
+        raise ValueError(
+            f"IDX file {path} {problem}: its header announces shape {shape} "
+            f"({expected} data bytes), but it holds {found} data bytes")
+    array = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    return array.astype(dtype.newbyteorder("="))
+
+
+def read_cifar10_batch(path):
+    """Reads one official CIFAR-10 python batch (a pickled dict).
+
+    The dict holds `data`, a uint8 array (N, 3072) whose rows are the red,
+    green and blue 32x32 planes, and `labels`, N ints in [0, 10). Like every
+    pickle, the file can run code when loaded: read only trusted files.
+
+    Args:
+        path: str, e.g. `.../cifar-10-batches-py/data_batch_1`.
+
+    Returns:
+        A tuple `(images, labels)`: uint8 (N, 32, 32, 3), int64 (N,).
+
+    Raises:
+        FileNotFoundError: if `path` does not exist.
+        ValueError: if the file is not such a pickle.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"CIFAR-10 batch file {path} does not exist")
+    expected = ("a pickled dict with 'data' (uint8, N x 3072) and 'labels' "
+                "(N ints in [0, 10))")
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+    except Exception as err:  # Unpickling errors come in many types.
+        raise ValueError(
+            f"CIFAR-10 batch file {path} could not be read "
+            f"({type(err).__name__}: {err}); expected {expected}") from err
+    if not isinstance(batch, dict):
+        raise ValueError(
+            f"CIFAR-10 batch file {path} holds a {type(batch).__name__}, "
+            f"expected {expected}")
+    batch = {k.decode() if isinstance(k, bytes) else k: v
+             for k, v in batch.items()}
+    if "data" not in batch or "labels" not in batch:
+        raise ValueError(
+            f"CIFAR-10 batch file {path} has keys {sorted(batch)}, expected "
+            f"{expected}")
+    data = np.asarray(batch["data"])
+    labels = np.asarray(batch["labels"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise ValueError(
+            f"CIFAR-10 batch file {path} has data of type {data.dtype} and "
+            f"shape {data.shape}, expected {expected}")
+    if labels.shape != (data.shape[0],):
+        raise ValueError(
+            f"CIFAR-10 batch file {path} has {labels.size} labels for "
+            f"{data.shape[0]} images, expected {expected}")
+    _check_labels(labels, _CIFAR_CLASSES, path)
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), labels.astype(np.int64)
+
+
+# Loaders. Each returns (train_images, train_labels, test_images, test_labels,
+# num_classes) with images of shape (N, height, width, channels).
+
+
+def _load_tfds(name, data_dir):
+    import tensorflow_datasets as tfds  # Slow to import; only when needed.
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError as err:
+        raise ValueError(
+            f"dataset {name!r} is not a TFDS dataset name; a dataset must be "
+            f"one of: {'; '.join(DATASET_SPEC_FORMS)}") from err
+    features = builder.info.features
+    if ("image" not in features or "label" not in features
+            or not isinstance(features["label"], tfds.features.ClassLabel)):
+        raise ValueError(
+            f"TFDS dataset {name!r} must have an 'image' feature and a "
+            f"ClassLabel 'label' feature, got {features}")
+    try:
+        builder.download_and_prepare()
+    except Exception as err:  # No internet shows up in many types.
+        raise RuntimeError(
+            f"could not download or prepare TFDS dataset {name!r} in "
+            f"data_dir={data_dir!r} ({type(err).__name__}: {err}). Without "
+            "internet, either put an already prepared TFDS copy "
+            f"({name}/<version>/) in data_dir, or load local files instead: "
+            "dataset 'idx:PATH' (a folder of MNIST-format IDX files "
+            "train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+            "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, optionally .gz), "
+            "'idx-split:PATH' (only the two t10k files, split 80/20), "
+            "'cifar10_batches:PATH' (the CIFAR-10 python batches "
+            "data_batch_1..5 and test_batch) or 'digits' (bundled with "
+            "scikit-learn).") from err
+    splits = set(builder.info.splits)
+    if splits and not {"train", "test"} <= splits:
+        raise ValueError(
+            f"TFDS dataset {name!r} must have 'train' and 'test' splits, "
+            f"got {sorted(splits)}")
+    arrays = []
+    for split in ("train", "test"):
+        dataset = builder.as_dataset(split=split).map(
+            lambda example: (example["image"], example["label"]))
+        # Whole-split batches (batch_size=-1) break under tfds' mock_data.
+        parts = list(tfds.as_numpy(dataset.batch(8192)))
+        arrays.append(np.concatenate([p[0] for p in parts]))
+        arrays.append(np.concatenate([p[1] for p in parts]))
+    return (*arrays, features["label"].num_classes)
+
+
+def _load_idx(folder):
+    train_images, train_labels = _read_idx_pair(folder, "train")
+    test_images, test_labels = _read_idx_pair(folder, "t10k")
+    if train_images.shape[1:] != test_images.shape[1:]:
+        raise ValueError(
+            f"IDX files in {folder}: train images have shape "
+            f"{train_images.shape[1:]}, t10k images {test_images.shape[1:]}; "
+            "expected the same image shape")
+    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    return train_images, train_labels, test_images, test_labels, num_classes
+
+
+def _load_idx_split(folder):
+    images, labels = _read_idx_pair(folder, "t10k")
+    num_classes = int(labels.max()) + 1
+    return (*_stratified_split(images, labels), num_classes)
+
+
+def _read_idx_pair(folder, prefix):
+    """Reads `{prefix}-images-idx3-ubyte[.gz]` and its labels file."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"IDX dataset folder {folder} does not exist; expected a folder "
+            "with train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+            "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte (optionally .gz)")
+    images_path = _find_file(folder, f"{prefix}-images-idx3-ubyte")
+    labels_path = _find_file(folder, f"{prefix}-labels-idx1-ubyte")
+    images = read_idx(images_path, expected_magic=_IDX_IMAGES_MAGIC)
+    labels = read_idx(labels_path, expected_magic=_IDX_LABELS_MAGIC)
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"IDX files disagree: {images_path} holds {images.shape[0]} "
+            f"images but {labels_path} holds {labels.shape[0]} labels")
+    if images.shape[0] == 0:
+        raise ValueError(f"IDX file {images_path} holds no images")
+    return images[..., np.newaxis], labels.astype(np.int64)
+
+
+def _find_file(folder, name):
+    for candidate in (name, name + ".gz"):
+        path = os.path.join(folder, candidate)
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(
+        f"IDX file {os.path.join(folder, name)} (or {name}.gz) does not "
+        f"exist; an 'idx:' folder needs train-images-idx3-ubyte, "
+        "train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
+        "t10k-labels-idx1-ubyte (each optionally .gz), an 'idx-split:' "
+        "folder the two t10k files")
+
+
+def _read_maybe_gzip(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"file {path} does not exist")
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] != b"\x1f\x8b":
+        if path.endswith(".gz"):
+            raise ValueError(f"file {path} is named .gz but is not gzip data")
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (EOFError, OSError) as err:  # OSError covers BadGzipFile.
+        raise ValueError(
+            f"gzip file {path} is truncated or corrupt ({err})") from err
+
+
+def _describe_magic(magic):
+    return {_IDX_IMAGES_MAGIC: "IDX unsigned-byte images, 3 dimensions",
+            _IDX_LABELS_MAGIC: "IDX unsigned-byte labels, 1 dimension"}.get(
+                magic, "IDX")
+
+
+def _load_cifar10_batches(folder):
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            f"CIFAR-10 batches folder {folder} does not exist; expected a "
+            "folder with data_batch_1 ... data_batch_5 and test_batch")
+    nested = os.path.join(folder, "cifar-10-batches-py")
+    if (not os.path.isfile(os.path.join(folder, _CIFAR_TEST_FILE))
+            and os.path.isdir(nested)):
+        folder = nested
+    for name in _CIFAR_TRAIN_FILES + (_CIFAR_TEST_FILE,):
+        if not os.path.isfile(os.path.join(folder, name)):
+            raise FileNotFoundError(
+                f"CIFAR-10 batch file {os.path.join(folder, name)} does not "
+                "exist; a 'cifar10_batches:' folder needs data_batch_1 ... "
+                "data_batch_5 and test_batch (the python version)")
+    train = [read_cifar10_batch(os.path.join(folder, name))
+             for name in _CIFAR_TRAIN_FILES]
+    test_images, test_labels = read_cifar10_batch(
+        os.path.join(folder, _CIFAR_TEST_FILE))
+    return (np.concatenate([b[0] for b in train]),
+            np.concatenate([b[1] for b in train]),
+            test_images, test_labels, _CIFAR_CLASSES)
+
+
+def _load_digits():
+    datasets = _import_sklearn("datasets")
+    digits = datasets.load_digits()
+    images = np.round(digits.images * (255.0 / _DIGITS_MAX_VALUE))
+    images = images.astype(np.uint8)[..., np.newaxis]
+    labels = digits.target.astype(np.int64)
+    return (*_stratified_split(images, labels), 10)
+
+
+def _stratified_split(images, labels):
+    """The deterministic stratified 80/20 split of the module docstring."""
+    model_selection = _import_sklearn("model_selection")
+    train_images, test_images, train_labels, test_labels = (
+        model_selection.train_test_split(
+            images, labels, test_size=SPLIT_TEST_FRACTION, stratify=labels,
+            random_state=SPLIT_SEED))
+    return train_images, train_labels, test_images, test_labels
+
+
+def _import_sklearn(module):
+    try:
+        return importlib.import_module(f"sklearn.{module}")
+    except ImportError as err:
+        raise ImportError(
+            "datasets 'digits' and 'idx-split:' need scikit-learn: "
+            "pip install 'rlr_keras[experiments]'") from err
+
+
+# Checks and small helpers.
+
+
+def _check_labels(labels, num_classes, path):
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"file {path} has labels in [{labels.min()}, {labels.max()}], "
+            f"expected [0, {num_classes - 1}]")
+
+
+def _check_arrays(images, labels):
+    images_shape = np.shape(images)
+    labels_shape = np.shape(labels)
+    if len(images_shape) != 4:
+        raise ValueError(
+            "images must have shape (N, height, width, channels), got "
+            f"shape {images_shape}")
+    if labels_shape != images_shape[:1]:
+        raise ValueError(
+            f"labels must have shape ({images_shape[0]},) to match images, "
+            f"got shape {labels_shape}")
+    if images_shape[0] == 0:
+        raise ValueError("images must hold at least one example, got 0")
+    return int(images_shape[0])
+
+
+def _check_image_size(image_size):
+    try:
+        size = tuple(image_size)
+    except TypeError:
+        size = None
+    if (size is None or len(size) != 2
+            or not all(isinstance(d, (int, np.integer))
+                       and not isinstance(d, bool) and d > 0 for d in size)):
+        raise ValueError(
+            "image_size must be None or 2 positive ints (height, width), "
+            f"got {image_size!r}")
+    return tuple(int(d) for d in size)
+
+
+def _resize(images, size):
+    resized = tf.image.resize(images, size, method="bilinear").numpy()
+    return np.clip(np.round(resized), 0, 255).astype(np.uint8)
+
+
+def _epoch_seed(seed, epoch):
+    """The shuffle seed of `epoch`: a pure function of (seed, epoch)."""
+    state = np.random.SeedSequence([seed, _SHUFFLE_STREAM, epoch])
+    # tf.data reduces seeds modulo 2**31 - 1; stay below it.
+    return int(state.generate_state(1)[0]) >> 1
