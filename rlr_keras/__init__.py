@@ -30,3 +30,15 @@ from rlr_keras.temperature import estimate_diffusion
 from rlr_keras.temperature import match_temperature
 
 # Models and data.
+from rlr_keras import data
+from rlr_keras import models
+from rlr_keras.data import ImageDataset
+from rlr_keras.data import eval_pipeline
+from rlr_keras.data import load_dataset
+from rlr_keras.data import parse_dataset_spec
+from rlr_keras.data import probe_subset
+from rlr_keras.data import steps_per_epoch
+from rlr_keras.data import train_pipeline
+from rlr_keras.models import MODEL_NAMES
+from rlr_keras.models import VGG16Preprocessing
+from rlr_keras.models import build_model
