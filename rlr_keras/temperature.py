@@ -213,9 +213,15 @@ def match_temperature(learning_rate, batch_size, momentum=0.0, *,
 
 # Per-example gradient moments -------------------------------------------------
 
-# model -> {(loss key, variable ids, jit_compile): traced function}. Weak keys,
-# so that a cached function never keeps a model alive.
+# model -> {(loss key, variable ids, jit_compile, method): traced function}.
+# Weak keys, so that a cached function never keeps a model alive.
 _MOMENT_FUNCTIONS = weakref.WeakKeyDictionary()
+
+# How `_gradient_moments` obtains per-example gradients: "factored" writes
+# those of eligible Dense layers as outer products (see `_layer_chain`),
+# "vectorized" differentiates every example with `tf.vectorized_map` (the
+# reference, valid for any model), "auto" takes "factored" where it applies.
+_METHODS = ("auto", "factored", "vectorized")
 
 
 class DiffusionEstimate(typing.NamedTuple):
@@ -239,50 +245,282 @@ def _resolve_loss(loss_fn):
     return loss_fn
 
 
-def _chunk_moments_function(model, loss_fn, jit_compile):
-    """Returns a traced function giving one chunk's gradient moments.
+def _example_loss(loss_fn, y, prediction):
+    """f_j: the loss of a batch of one example, whatever its reduction."""
+    return ops.mean(loss_fn(y, prediction))
 
-    For a chunk of b examples it returns the per-variable sums of the
-    per-example gradients and the sum over examples of |g_j - m|^2, m being
-    the chunk's mean gradient. Per-example gradients come from
-    `tf.vectorized_map` (one pfor-vectorized backward pass for the chunk),
-    never from a Python loop.
-    """
-    variables = list(model.trainable_variables)
-    try:
-        key = (loss_fn, tuple(id(v) for v in variables), bool(jit_compile))
-        hash(key)
-    except TypeError:
-        key = None
-    cache = _MOMENT_FUNCTIONS.setdefault(model, {})
-    if key is not None and key in cache:
-        return cache[key]
+
+def _expand_example(structure):
+    return tf.nest.map_structure(lambda t: tf.expand_dims(t, 0), structure)
+
+
+def _example_gradients_function(model, loss_fn, variables):
+    """Returns example -> gradient of f_j with respect to `variables`."""
 
     def example_gradients(example):
         x, y = example
-        x = tf.nest.map_structure(lambda t: tf.expand_dims(t, 0), x)
-        y = tf.nest.map_structure(lambda t: tf.expand_dims(t, 0), y)
         with tf.GradientTape() as tape:
-            prediction = model(x, training=False)
-            # A batch of one example: any reduction gives f_j.
-            loss = ops.mean(loss_fn(y, prediction))
+            prediction = model(_expand_example(x), training=False)
+            loss = _example_loss(loss_fn, _expand_example(y), prediction)
         return tape.gradient(
             loss, variables,
             unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
-    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-    def chunk_moments(x, y):
-        gradients = tf.vectorized_map(example_gradients, (x, y))
-        sums = [tf.reduce_sum(g, axis=0) for g in gradients]
-        count = tf.cast(tf.shape(gradients[0])[0], gradients[0].dtype)
-        centred = tf.add_n([
-            tf.reduce_sum(tf.square(g - s / count))
-            for g, s in zip(gradients, sums)])
-        return sums, centred
+    return example_gradients
 
+
+def _vectorized_moments(example_gradients, x, y):
+    """Per-variable sums of per-example gradients and their centred scatter.
+
+    The scatter sum_j |g_j - m|^2 (m the chunk mean) is formed from the
+    centred gradients, in float64 once reduced per variable.
+    """
+    gradients = tf.vectorized_map(example_gradients, (x, y))
+    sums = [tf.reduce_sum(g, axis=0) for g in gradients]
+    centred = tf.constant(0.0, tf.float64)
+    for g, s in zip(gradients, sums):
+        count = tf.cast(tf.shape(g)[0], g.dtype)
+        centred += tf.cast(tf.reduce_sum(tf.square(g - s / count)),
+                           tf.float64)
+    return sums, centred
+
+
+def _cache_key(loss_fn, variables, jit_compile, method):
+    try:
+        key = (loss_fn, tuple(id(v) for v in variables), bool(jit_compile),
+               method)
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _cached(model, key, build):
+    cache = _MOMENT_FUNCTIONS.setdefault(model, {})
+    if key is not None and key in cache:
+        return cache[key]
+    function = build()
     if key is not None:
-        cache[key] = chunk_moments
-    return chunk_moments
+        cache[key] = function
+    return function
+
+
+def _chunk_moments_function(model, loss_fn, jit_compile):
+    """Returns a traced function giving one chunk's gradient moments.
+
+    The reference method, valid for any model: for a chunk of b examples it
+    returns the per-variable sums of the per-example gradients and the sum
+    over examples of |g_j - m|^2, m being the chunk's mean gradient.
+    Per-example gradients come from `tf.vectorized_map` (one pfor-vectorized
+    backward pass for the chunk), never from a Python loop, so memory and
+    time grow as b times the number of weights.
+    """
+    variables = list(model.trainable_variables)
+
+    def build():
+        example_gradients = _example_gradients_function(
+            model, loss_fn, variables)
+
+        @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+        def chunk_moments(x, y):
+            return _vectorized_moments(example_gradients, x, y)
+
+        return chunk_moments
+
+    key = _cache_key(loss_fn, variables, jit_compile, "vectorized")
+    return _cached(model, key, build)
+
+
+class _ChainPlan(typing.NamedTuple):
+    """How the factored method runs a model (see `_layer_chain`)."""
+
+    layers: tuple  # the layers in call order
+    factored: tuple  # per layer: True for a Dense handled as outer products
+    input_dtype: str  # the dtype the model converts its input to
+
+
+def _is_factorable_dense(layer, inputs, trainable_ids):
+    # Exactly keras.layers.Dense (a subclass may change `call`), applied to a
+    # rank-2 input without a mask, computing in its variables' dtype, with
+    # the kernel and bias as its own trainable variables (no LoRA, no
+    # quantization): then z = a W + b and dW_j = a_j delta_j^T.
+    return (
+        type(layer) is keras.layers.Dense
+        and not getattr(layer, "lora_enabled", False)
+        and getattr(layer, "quantization_mode", None) is None
+        and layer.compute_dtype == layer.variable_dtype
+        and len(inputs.shape) == 2
+        and getattr(inputs, "_keras_mask", None) is None
+        and any(id(v) in trainable_ids for v in layer.trainable_variables)
+        and all(id(v) in (id(layer.kernel), id(layer.bias))
+                for v in layer.trainable_variables)
+    )
+
+
+def _layer_chain(model, x):
+    """Returns a `_ChainPlan` if the factored method applies, else None.
+
+    It applies when `x` is a single array and `model` is a `keras.Sequential`
+    or a functional `keras.Model` (neither with its own `call`) whose graph
+    is a single chain: one input, one output, every layer called exactly
+    once on the previous layer's output and nothing else, no Keras
+    operations outside layers, each trainable variable owned by exactly one
+    layer of the chain, and at least one `keras.layers.Dense` with trainable
+    weights applied to a rank-2 input. Anything else (several inputs or
+    outputs, branches, shared layers, subclassed models) returns None and
+    uses the vectorized method.
+    """
+    if tf.nest.is_nested(x) or not _has_keras_call(model):
+        return None
+    try:
+        inputs, outputs = list(model.inputs), list(model.outputs)
+        layers = [layer for layer in model.layers
+                  if not isinstance(layer, keras.layers.InputLayer)]
+    except (AttributeError, ValueError):
+        return None  # Not built on symbolic inputs.
+    if (len(inputs) != 1 or len(outputs) != 1 or inputs[0].sparse
+            or len(x.shape) != len(inputs[0].shape)):
+        return None  # The model would also adjust the input's rank.
+    trainable_ids = {id(v) for v in model.trainable_variables}
+    tensor = inputs[0]
+    factored = []
+    owned = []
+    for layer in layers:
+        nodes = [node for node in getattr(layer, "_inbound_nodes", ())
+                 if len(node.input_tensors) == 1
+                 and node.input_tensors[0] is tensor]
+        if len(nodes) != 1:
+            return None
+        node = nodes[0]
+        arguments = node.arguments
+        if (len(arguments.args) != 1 or set(arguments.kwargs) - {"training"}
+                or len(node.output_tensors) != 1):
+            return None
+        factored.append(_is_factorable_dense(layer, tensor, trainable_ids))
+        owned.extend(id(v) for v in layer.trainable_variables)
+        tensor = node.output_tensors[0]
+    if (tensor is not outputs[0] or not any(factored)
+            or getattr(tensor, "_keras_mask", None) is not None):
+        return None
+    if len(owned) != len(set(owned)) or set(owned) != trainable_ids:
+        return None  # Shared or model-level variables.
+    return _ChainPlan(tuple(layers), tuple(factored), inputs[0].dtype)
+
+
+def _has_keras_call(model):
+    """Whether `model` is a Sequential or functional model with Keras' call."""
+    if type(model).call is keras.Sequential.call:
+        return True
+    # Keras exports no name for the class of `keras.Model(inputs, outputs)`.
+    from keras.src.models.functional import Functional  # noqa: PLC0415
+    return isinstance(model, Functional) and type(model).call is Functional.call
+
+
+def _factored_moments_function(model, loss_fn, jit_compile, plan):
+    """Returns a traced function giving one chunk's moments, Dense factored.
+
+    Same results as `_chunk_moments_function`, without materializing the
+    per-example gradients of the factored Dense layers (`plan.factored`).
+    Running the chain one layer at a time exposes each such layer's input
+    a_j and pre-activation z_j = a_j W + b; one backward pass of sum_j f_j
+    gives the rows delta_j = df_j / dz_j (exact: with training=False every
+    example's output depends on that example only). The example's gradient
+    is then dW_j = a_j delta_j^T and db_j = delta_j, so that
+
+        sum_j |dW_j - M|^2 = sum_j |a_j|^2 |delta_j|^2 - b |M|^2,
+        M = (1/b) sum_j a_j delta_j^T = A^T Delta / b,
+
+    computed in float64 so that the difference keeps the precision of a_j
+    and delta_j (the bias term is centred directly). Variables of the other
+    layers get per-example gradients from `tf.vectorized_map`, as in the
+    vectorized method.
+    """
+    variables = list(model.trainable_variables)
+    trainable_ids = {id(v) for v in variables}
+    factored_ids = {
+        id(v)
+        for layer, factored in zip(plan.layers, plan.factored) if factored
+        for v in layer.trainable_variables}
+    other_variables = [v for v in variables if id(v) not in factored_ids]
+
+    def example_loss_gradient(example):
+        # df_j / d(prediction_j), differentiated inside the vectorized map:
+        # XLA then compiles one program for all data (differentiating
+        # through the map makes it fold the chunk in as a constant).
+        y, prediction = example
+        prediction = _expand_example(prediction)
+        with tf.GradientTape() as tape:
+            tape.watch(prediction)
+            loss = _example_loss(loss_fn, _expand_example(y), prediction)
+        return tape.gradient(
+            loss, prediction,
+            unconnected_gradients=tf.UnconnectedGradients.ZERO)[0]
+
+    def build():
+        example_gradients = _example_gradients_function(
+            model, loss_fn, other_variables)
+
+        @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+        def chunk_moments(x, y):
+            x = ops.convert_to_tensor(x, dtype=plan.input_dtype)
+            # Only the pre-activations are differentiated in this pass.
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                outputs = x
+                dense = []
+                for layer, factored in zip(plan.layers, plan.factored):
+                    if not factored:
+                        outputs = layer(outputs, training=False)
+                        continue
+                    inputs = ops.cast(outputs, layer.compute_dtype)
+                    outputs = ops.matmul(inputs, layer.kernel)
+                    if layer.bias is not None:
+                        outputs = ops.add(outputs, layer.bias)
+                    tape.watch(outputs)
+                    dense.append((layer, inputs, outputs))
+                    if layer.activation is not None:
+                        outputs = layer.activation(outputs)
+            # Per-example losses exactly as the vectorized method forms them;
+            # back-propagating their gradients gives every delta_j.
+            loss_gradients = tf.vectorized_map(
+                example_loss_gradient, (y, outputs))
+            deltas = tape.gradient(
+                outputs, [z for _, _, z in dense],
+                output_gradients=loss_gradients,
+                unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+            sums = {}
+            centred = tf.constant(0.0, tf.float64)
+            count = tf.cast(tf.shape(x)[0], tf.float64)
+            for (layer, inputs, _), delta in zip(dense, deltas):
+                delta = tf.cast(delta, tf.float64)
+                if id(layer.kernel) in trainable_ids:
+                    inputs = tf.cast(inputs, tf.float64)
+                    kernel_sum = tf.matmul(inputs, delta, transpose_a=True)
+                    squared_norms = (
+                        tf.reduce_sum(tf.square(inputs), axis=1)
+                        * tf.reduce_sum(tf.square(delta), axis=1))
+                    # >= 0 exactly; clipped against rounding, e.g. b = 1.
+                    centred += tf.maximum(
+                        tf.reduce_sum(squared_norms)
+                        - tf.reduce_sum(tf.square(kernel_sum)) / count, 0.0)
+                    sums[id(layer.kernel)] = kernel_sum
+                if layer.bias is not None and id(layer.bias) in trainable_ids:
+                    bias_sum = tf.reduce_sum(delta, axis=0)
+                    centred += tf.reduce_sum(
+                        tf.square(delta - bias_sum / count))
+                    sums[id(layer.bias)] = bias_sum
+            if other_variables:
+                other_sums, other_centred = _vectorized_moments(
+                    example_gradients, x, y)
+                sums.update(
+                    (id(v), s) for v, s in zip(other_variables, other_sums))
+                centred += other_centred
+            return [sums[id(v)] for v in variables], centred
+
+        return chunk_moments
+
+    key = _cache_key(loss_fn, variables, jit_compile, "factored")
+    return _cached(model, key, build)
 
 
 def _num_examples(x):
@@ -290,13 +528,25 @@ def _num_examples(x):
     return int(leaves[0].shape[0])
 
 
-def _gradient_moments(model, loss_fn, x, y, batch_size, jit_compile):
+def _gradient_moments(model, loss_fn, x, y, batch_size, jit_compile,
+                      method="auto"):
     """Returns (N, mean gradient, sum_j |g_j - mean|^2) in float64.
 
-    Chunks are merged with Chan et al.'s pairwise update, so the spread of
-    the gradients is never obtained as a difference of two large numbers.
+    `method` is one of `_METHODS`. Chunks are merged with Chan et al.'s
+    pairwise update, so across chunks the spread of the gradients is never
+    obtained as a difference of two large numbers.
     """
-    chunk_moments = _chunk_moments_function(model, loss_fn, jit_compile)
+    _validation.check_choice("method", method, _METHODS)
+    plan = None if method == "vectorized" else _layer_chain(model, x)
+    if method == "factored" and plan is None:
+        raise ValueError(
+            "method='factored' needs a chain of layers with a Dense layer "
+            "(see _layer_chain), got a model without one")
+    if plan is None:
+        chunk_moments = _chunk_moments_function(model, loss_fn, jit_compile)
+    else:
+        chunk_moments = _factored_moments_function(
+            model, loss_fn, jit_compile, plan)
     total = _num_examples(x)
     count = 0
     mean = None
@@ -354,11 +604,29 @@ def estimate_diffusion(model, loss_fn, x, y, delta=0.0, batch_size=256,
     every example they cancel from the spread of the gradients but would
     change the `<alpha^2>` term when `delta > 0`.
 
-    Per-example gradients are vectorized over chunks of `batch_size`
-    examples (`tf.vectorized_map`), so memory grows as `batch_size` times
-    the number of weights. The traced function is cached per model and loss,
-    so repeated calls (e.g. from `TemperatureMonitor`) do not retrace.
-    Accumulation across chunks is in float64.
+    Per-example gradients are computed for chunks of `batch_size` examples
+    at once, never in a Python loop, in one of two ways chosen
+    automatically; both give the same result up to rounding:
+
+    - Factored, when `model` is a `keras.Sequential` or functional model
+      whose layers form a single chain (one input, one output, no branches
+      or shared layers) with at least one `keras.layers.Dense` on rank-2
+      inputs, as Model 1 and the heads of Models 2 and 3. Such a layer's
+      per-example kernel gradient is the outer product a_j delta_j^T of its
+      input and the gradient of f_j with respect to its pre-activation, so
+      |g_j|^2 = |a_j|^2 |delta_j|^2 + |delta_j|^2 (bias) and the sum of
+      those gradients is one matrix product; one batched forward and
+      backward pass gives a_j and delta_j, and the outer products are never
+      formed. The weights of the chain's other layers (convolutions, ...)
+      get per-example gradients as below.
+    - Vectorized, for every other model: `tf.vectorized_map` over the
+      examples of a chunk, so memory grows as `batch_size` times the number
+      of weights.
+
+    The factored way assumes what `training=False` guarantees for Keras'
+    layers: each example's output depends on that example only. The traced
+    functions are cached per model and loss, so repeated calls (e.g. from
+    `TemperatureMonitor`) do not retrace. Accumulation is in float64.
 
     Args:
         model: a built `keras.Model` (or layer) whose trainable weights are

@@ -315,6 +315,148 @@ def test_estimate_empty_probe_set_raises():
         estimate_diffusion(model, "mean_squared_error", x[:0], y[:0])
 
 
+# Factored Dense gradients versus the vectorized reference ---------------------
+
+
+def _functional_mlp():
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((2, 3))
+    hidden = keras.layers.Flatten()(inputs)
+    hidden = keras.layers.Dense(8, activation="tanh")(hidden)
+    hidden = keras.layers.Dense(5, activation="relu", use_bias=False)(hidden)
+    outputs = keras.layers.Dense(3)(hidden)
+    return keras.Model(inputs, outputs)
+
+
+def _conv_dense():
+    keras.utils.set_random_seed(3)
+    return keras.Sequential([
+        keras.Input((6, 6, 2)),
+        keras.layers.Conv2D(3, 3, activation="relu"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(4, activation="tanh"),
+        keras.layers.Dense(3),
+    ])
+
+
+def _branching():
+    keras.utils.set_random_seed(4)
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(5, activation="tanh")(inputs)
+    merged = keras.layers.Concatenate()([hidden, inputs])
+    return keras.Model(inputs, keras.layers.Dense(3)(merged))
+
+
+class _Subclassed(keras.Model):
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(5, activation="tanh")
+        self.logits = keras.layers.Dense(3)
+
+    def call(self, inputs):
+        return self.logits(self.hidden(inputs))
+
+
+def _subclassed():
+    keras.utils.set_random_seed(5)
+    model = _Subclassed()
+    model(np.zeros((1, 6), "float32"))
+    return model
+
+
+def _shared_layer():
+    keras.utils.set_random_seed(6)
+    inputs = keras.Input((6,))
+    shared = keras.layers.Dense(6, activation="tanh")
+    outputs = keras.layers.Dense(3)(shared(shared(inputs)))
+    return keras.Model(inputs, outputs)
+
+
+def _probe(input_shape, seed=0, num_examples=19):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(num_examples,) + input_shape).astype("float32")
+    return x, rng.integers(0, 3, size=(num_examples,))
+
+
+def _check_moments(model, x, y, method):
+    """_gradient_moments with `method` against a per-example loop."""
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    gradients = _loop_gradients(model, loss_fn, x, y)
+    mean = gradients.mean(axis=0)
+    # Chunks of 7 leave an uneven last chunk.
+    count, got_mean, scatter = temperature._gradient_moments(
+        model, loss_fn, x, y, 7, False, method)
+    assert count == len(x)
+    np.testing.assert_allclose(got_mean, mean, rtol=1e-5,
+                               atol=1e-6 * np.abs(mean).max())
+    np.testing.assert_allclose(scatter, np.sum((gradients - mean)**2),
+                               rtol=1e-5)
+    return count, got_mean, scatter
+
+
+@pytest.mark.parametrize("build, input_shape, factored", [
+    (lambda: _small_mlp()[0], (6,), (True, True)),
+    (_functional_mlp, (2, 3), (False, True, True, True)),
+    (_conv_dense, (6, 6, 2), (False, False, True, True)),
+])
+def test_factored_method_matches_vectorized_and_loop(
+        build, input_shape, factored):
+    model = build()
+    x, y = _probe(input_shape)
+    plan = temperature._layer_chain(model, x)
+    assert plan is not None and plan.factored == factored
+    _, fast_mean, fast_scatter = _check_moments(model, x, y, "factored")
+    _, mean, scatter = _check_moments(model, x, y, "vectorized")
+    np.testing.assert_allclose(fast_mean, mean, rtol=1e-5,
+                               atol=1e-6 * np.abs(mean).max())
+    assert fast_scatter == pytest.approx(scatter, rel=1e-5)
+
+
+@pytest.mark.parametrize("build", [_branching, _subclassed, _shared_layer])
+def test_unsupported_models_fall_back_to_vectorized_method(build):
+    model = build()
+    x, y = _probe((6,))
+    assert temperature._layer_chain(model, x) is None
+    _check_moments(model, x, y, "auto")
+    with pytest.raises(ValueError, match="method='factored' needs a chain"):
+        temperature._gradient_moments(
+            model, "mean_squared_error", x, y, 7, False, "factored")
+
+
+def test_model_1_uses_factored_method():
+    from rlr_keras.models import build_model  # noqa: PLC0415
+    model = build_model("mlp", (28, 28, 1), seed=0)
+    plan = temperature._layer_chain(model, np.zeros((2, 28, 28, 1)))
+    assert plan is not None and plan.factored == (False, True, True)
+    # An input whose rank the model would adjust takes the reference method.
+    assert temperature._layer_chain(model, np.zeros((2, 28, 28))) is None
+
+
+def test_factored_method_keeps_precision_when_mean_gradient_dominates():
+    # Nearly equal inputs and residuals: sum_j |g_j|^2 is over 1e5 times
+    # sum_j |g_j - g|^2, so sum_j |a_j|^2 |delta_j|^2 - b |M|^2 cancels
+    # more than five digits (float64 keeps the result to ~1e-9 here).
+    model, x, y = _linear_problem()
+    rng = np.random.default_rng(1)
+    x = 10.0 + 1e-3 * rng.normal(size=x.shape)
+    kernel, bias = (np.asarray(w) for w in model.get_weights())
+    y = x @ kernel + bias - 5.0 + 1e-3 * rng.normal(size=y.shape)
+    residual = x @ kernel + bias - y
+    k = y.shape[1]
+    gradients = np.concatenate([
+        (2.0 / k * x[:, :, None] * residual[:, None, :]).reshape(len(x), -1),
+        2.0 / k * residual], axis=1)
+    mean = gradients.mean(axis=0)
+    scatter = np.sum((gradients - mean)**2)
+    assert np.sum(gradients**2) > 1e5 * scatter
+    assert temperature._layer_chain(model, x) is not None
+    got = estimate_diffusion(model, "mean_squared_error", x, y, batch_size=7,
+                             return_pieces=True)
+    expected = scatter / len(x) / gradients.shape[1]
+    assert abs(got.diffusion - expected) <= 1e-5 * expected
+
+
 # TemperatureMonitor -----------------------------------------------------------
 
 

@@ -1,0 +1,355 @@
+"""Data-parallel training with `tf.distribute`: strategy, batch, files, data.
+
+`train.py --distribution` picks one of `DISTRIBUTIONS`:
+
+- `"none"`: TensorFlow's default strategy (one device, no-op scope).
+- `"mirrored"`: `tf.distribute.MirroredStrategy` over every local GPU (or the
+  devices given), one replica per device, gradients all-reduced each step.
+- `"multi_worker"`: `tf.distribute.MultiWorkerMirroredStrategy` over the
+  hosts listed in the standard `TF_CONFIG` environment variable, e.g. on the
+  first of two hosts
+
+  ```
+  TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
+              "task": {"type": "worker", "index": 0}}'
+  ```
+
+  and `"index": 1` on the second. Every worker runs the same command; worker
+  0 (or the task of type `"chief"`, if the cluster has one) is the chief.
+
+Nothing in the update rule changes. The batch size C of the paper is the
+global batch, the number of examples per optimizer step: the input pipeline
+batches with C, the strategy splits each batch into C / replicas examples per
+replica, and the all-reduced gradient is the mean over all C examples, so the
+effective temperature is computed with the global C. The random factor
+alpha_k of `rlr_keras.RandomLRSGD` is a pure function of (seed,
+`optimizer.iterations`), and the iteration counter is a mirrored variable, so
+every replica on every worker applies the same alpha_k and the mirrored
+weights never diverge.
+
+Files: only the chief writes the run folder; every other worker writes its
+callbacks' files (TensorBoard, BackupAndRestore) to a temporary folder of
+its own, as the Keras multi-worker guide prescribes, and removes it when the
+run succeeds. See `write_dir` and `remove_write_dir`.
+"""
+
+import json
+import os
+import shutil
+
+import tensorflow as tf
+
+import _rundir
+
+DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
+
+_TF_CONFIG_EXAMPLE = (
+    'TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+    '"task": {"type": "worker", "index": 0}}\''
+)
+_WORKER_DIR_PREFIX = "workertemp_"
+
+
+def parse_tf_config(environ=None):
+    """Returns the `TF_CONFIG` of `environ` as a dict, checked.
+
+    Args:
+        environ: mapping or None: the environment to read. Defaults to
+            `os.environ`.
+
+    Returns:
+        The parsed dict, with `cluster` (task type -> list of "host:port")
+        and `task` (`type`, `index`).
+
+    Raises:
+        ValueError: if `TF_CONFIG` is missing, not JSON, has no worker list,
+            or its task is not one of the cluster's tasks.
+    """
+    environ = os.environ if environ is None else environ
+    text = environ.get("TF_CONFIG", "")
+    if not text.strip():
+        raise ValueError(
+            "distribution='multi_worker' needs the TF_CONFIG environment "
+            f"variable on every worker, e.g. {_TF_CONFIG_EXAMPLE}, got none")
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"TF_CONFIG must be JSON like {_TF_CONFIG_EXAMPLE}, got {text!r} "
+            f"({error})") from None
+    cluster = config.get("cluster") if isinstance(config, dict) else None
+    if (not isinstance(cluster, dict)
+            or not isinstance(cluster.get("worker", []), list)
+            or not (cluster.get("worker") or cluster.get("chief"))
+            or not all(isinstance(a, str) and ":" in a
+                       for tasks in cluster.values() if isinstance(tasks, list)
+                       for a in tasks)):
+        raise ValueError(
+            "TF_CONFIG['cluster'] must map 'worker' (and optionally 'chief') "
+            f"to lists of 'host:port' addresses, got {text!r}")
+    task = config.get("task")
+    if not isinstance(task, dict):
+        raise ValueError(
+            "TF_CONFIG['task'] must be {'type': ..., 'index': ...}, "
+            f"got {text!r}")
+    task_type, index = task.get("type"), task.get("index")
+    tasks = cluster.get(task_type)
+    if (not isinstance(tasks, list) or isinstance(index, bool)
+            or not isinstance(index, int) or not 0 <= index < len(tasks)):
+        raise ValueError(
+            f"TF_CONFIG['task'] must name a task of the cluster "
+            f"(type in {sorted(cluster)}, index in [0, len - 1]), got "
+            f"type={task_type!r}, index={index!r}")
+    return config
+
+
+def make_strategy(name, *, devices=None, collective_timeout_s=None):
+    """Returns the `tf.distribute.Strategy` called `name`.
+
+    Create it at the start of the program, before any other TensorFlow
+    operation: `MultiWorkerMirroredStrategy` configures the collective runtime,
+    which TensorFlow allows only before it initializes. Then create the model,
+    optimizer, metrics and callbacks inside `strategy.scope()`.
+
+    `"multi_worker"` also works around two bugs of Keras 3's `fit` with
+    several workers (keras-team/keras#20585) that have nothing to do with
+    the math; see `_patch_keras_for_multi_worker`.
+
+    Args:
+        name: str, one of `DISTRIBUTIONS`.
+        devices: list of str or None (`"mirrored"` only): the devices of the
+            replicas, e.g. `["/gpu:0", "/gpu:1"]`. Defaults to `None`: every
+            local GPU, or the CPU if there is none.
+        collective_timeout_s: float > 0 or None (`"multi_worker"` only): a
+            collective operation that waits longer than this fails the step,
+            so a dead peer ends the job instead of stalling it. Defaults to
+            `None` (TensorFlow's default: no timeout; TensorFlow's own peer
+            health checks still end a job whose worker died).
+
+    Returns:
+        The strategy. `"none"` gives `tf.distribute.get_strategy()`, the
+        default strategy, whose scope changes nothing.
+
+    Raises:
+        ValueError: for an unknown `name`, arguments that do not apply to
+            it, or (for `"multi_worker"`) a missing or invalid `TF_CONFIG`.
+    """
+    if name not in DISTRIBUTIONS:
+        raise ValueError(
+            f"distribution must be one of {DISTRIBUTIONS}, got {name!r}")
+    if devices is not None and name != "mirrored":
+        raise ValueError(
+            f"devices applies only to distribution='mirrored', got "
+            f"devices={devices!r} with distribution={name!r}")
+    if collective_timeout_s is not None and (
+            name != "multi_worker" or isinstance(collective_timeout_s, bool)
+            or not isinstance(collective_timeout_s, (int, float))
+            or not collective_timeout_s > 0):
+        raise ValueError(
+            "collective_timeout_s must be a number > 0 with "
+            f"distribution='multi_worker', got {collective_timeout_s!r} with "
+            f"distribution={name!r}")
+    if name == "none":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy(devices)
+    parse_tf_config()
+    # RING (gRPC) collectives work on every device type, CPU included; NCCL
+    # would be picked by AUTO on GPUs anyway.
+    options = tf.distribute.experimental.CommunicationOptions(
+        implementation=tf.distribute.experimental.CommunicationImplementation
+        .RING,
+        timeout_seconds=collective_timeout_s)
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(
+        communication_options=options)
+    _patch_keras_for_multi_worker()
+    return strategy
+
+
+def replica_batch_size(global_batch_size, strategy):
+    """Returns the per-replica batch C / replicas of the global batch C.
+
+    Args:
+        global_batch_size: int >= 1: C, the examples per optimizer step
+            summed over every replica of every worker.
+        strategy: a `tf.distribute.Strategy`.
+
+    Raises:
+        ValueError: if C is not a positive int or does not divide evenly
+            among `strategy.num_replicas_in_sync` replicas.
+    """
+    replicas = strategy.num_replicas_in_sync
+    if (isinstance(global_batch_size, bool)
+            or not isinstance(global_batch_size, int)
+            or global_batch_size < 1):
+        raise ValueError(
+            "batch_size (the global batch) must be an integer >= 1, got "
+            f"{global_batch_size!r}")
+    if global_batch_size % replicas:
+        raise ValueError(
+            f"batch_size (the global batch) must be divisible by the "
+            f"{replicas} replicas in sync, got batch_size={global_batch_size} "
+            f"(remainder {global_batch_size % replicas}); use a multiple of "
+            f"{replicas}")
+    return global_batch_size // replicas
+
+
+def _task(strategy):
+    """Returns (task_type, task_id) of this worker, (None, None) if local."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return None, None
+    return resolver.task_type, resolver.task_id
+
+
+def is_chief(strategy):
+    """Returns whether this process writes the run folder.
+
+    True without a cluster; in a cluster, True for the task of type
+    `"chief"`, or for worker 0 when there is no such task.
+    """
+    return bool(strategy.extended.should_checkpoint)
+
+
+def write_dir(run_dir, strategy):
+    """Returns the folder this process writes its callbacks' files to.
+
+    The chief writes `run_dir`. Every other worker writes
+    `run_dir/workertemp_<task id>`, the temporary folder of the Keras
+    multi-worker guide: the workers' files (TensorBoard events,
+    `BackupAndRestore` state) never overwrite the chief's, yet stay at a
+    fixed place, so that a restarted worker finds its backup again and
+    resumes at the same epoch as the chief. Remove it with
+    `remove_write_dir` once the run has succeeded.
+
+    Args:
+        run_dir: str, the run folder.
+        strategy: a `tf.distribute.Strategy`.
+    """
+    if is_chief(strategy):
+        return run_dir
+    _, task_id = _task(strategy)
+    return os.path.join(run_dir, f"{_WORKER_DIR_PREFIX}{task_id}")
+
+
+def backup_dir(run_dir, strategy):
+    """Returns the `keras.callbacks.BackupAndRestore` folder of this process.
+
+    The chief backs up to `run_dir/backup`, every other worker to the
+    `backup` folder of its `write_dir`. To resume, every worker must restore
+    the same epoch, or the workers would run different numbers of steps and
+    their collectives would fail. So when the chief's backup is visible
+    (the run folder is on a shared filesystem, as the Keras multi-worker
+    guide assumes), a non-chief worker first replaces its own backup by a
+    copy of the chief's, as `tf.keras` did; otherwise it restores its own,
+    which holds the same epoch unless the job was killed between the
+    chief's and this worker's saves of the same epoch.
+
+    Call it on every worker before `Model.fit`.
+
+    Args:
+        run_dir: str, the run folder.
+        strategy: a `tf.distribute.Strategy`.
+    """
+    chief_backup = os.path.join(run_dir, _rundir.BACKUP_DIR)
+    if is_chief(strategy):
+        return chief_backup
+    own_backup = os.path.join(write_dir(run_dir, strategy), _rundir.BACKUP_DIR)
+    if os.path.isdir(chief_backup):
+        shutil.rmtree(own_backup, ignore_errors=True)
+        shutil.copytree(chief_backup, own_backup)
+    return own_backup
+
+
+def remove_write_dir(run_dir, strategy):
+    """Removes a non-chief worker's `write_dir`; does nothing on the chief."""
+    if not is_chief(strategy):
+        shutil.rmtree(write_dir(run_dir, strategy), ignore_errors=True)
+
+
+def _patch_keras_for_multi_worker():
+    """Lets Keras 3 `fit`/`evaluate` run on more than one worker.
+
+    Keras 3 (3.15 and earlier; keras-team/keras#20585) breaks in two places
+    under `MultiWorkerMirroredStrategy` with several workers, both outside
+    the math of a step:
+
+    1. Before training it builds the model's state from one input batch,
+       which it first averages across workers with
+       `strategy.reduce("MEAN", (x, y), axis=None)`; that reduce rejects the
+       (x, y) structure ("Attempt to convert a value (PerReplica...)"). The
+       batch is only used for its shapes and dtypes: the patch takes the
+       first local replica's batch instead.
+    2. It averages the scalar logs of each step (loss, metrics) with
+       `strategy.reduce("MEAN", value, axis=0)`, which fails on scalars
+       ("Invalid reduction dimension 0"). The patch averages them across
+       replicas (`axis=None`), which is what the one-worker code does.
+
+    Both patches change behaviour only for a multi-worker strategy and are
+    installed once; the gradients, the optimizer step and alpha are not
+    touched.
+    """
+    from keras import tree
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    if getattr(tf_trainer, "_rlr_keras_multi_worker_patch", False):
+        return
+    multi_worker = tf_trainer._collective_all_reduce_multi_worker
+    trainer_class = tf_trainer.TensorFlowTrainer
+    original_build = trainer_class._maybe_symbolic_build
+    original_reduce = tf_trainer.reduce_per_replica
+
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        strategy = self._distribute_strategy
+        if iterator is None or strategy is None or not multi_worker(strategy):
+            return original_build(self, iterator=iterator,
+                                  data_batch=data_batch)
+
+        def local(value):
+            if isinstance(value, tf.distribute.DistributedValues):
+                return strategy.experimental_local_results(value)[0]
+            return value
+
+        for _, _, batches in iterator:
+            data_batch = tree.map_structure(local, next(batches))
+            break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction not in ("auto", "mean") or not multi_worker(strategy):
+            return original_reduce(values, strategy, reduction)
+
+        def mean(value):
+            if isinstance(value, tf.distribute.DistributedValues):
+                return strategy.reduce("MEAN", value, axis=None)
+            return value
+
+        return tree.map_structure(mean, values)
+
+    trainer_class._maybe_symbolic_build = maybe_symbolic_build
+    tf_trainer.reduce_per_replica = reduce_per_replica
+    tf_trainer._rlr_keras_multi_worker_patch = True
+
+
+def distribute_dataset(dataset, strategy):
+    """Returns `dataset` split among the replicas of `strategy`.
+
+    `dataset` must be batched with the global batch size C. The strategy
+    splits each of its batches into C / replicas examples per replica, and
+    the `DATA` auto-shard policy hands each worker distinct parts of every
+    global batch: step k sees exactly the k-th batch of `dataset`, as in a
+    one-device run. (The default `AUTO` policy would shard by input files
+    when it can, which changes which examples form a step and fails with
+    fewer files than workers.) Pass the result to `Model.fit`/`evaluate`
+    directly; the number of steps is that of `dataset`.
+
+    Args:
+        dataset: a `tf.data.Dataset` of global batches.
+        strategy: a `tf.distribute.Strategy`.
+    """
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA)
+    return strategy.experimental_distribute_dataset(
+        dataset.with_options(options))

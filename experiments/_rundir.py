@@ -1,0 +1,194 @@
+"""The run folder: its layout, atomic writes, and the readers plots use.
+
+A run folder describes itself (paths relative to the folder):
+
+```
+flags.cfg      the flags it ran with (replay: train.py --flagfile=flags.cfg)
+config.json    the same arguments as JSON, plus library and framework versions
+status.json    {"status": "running" | "done" | "failed", "error": ..., ...}
+metrics.jsonl  one JSON object per completed epoch
+summary.json   final numbers (see `SUMMARY_KEYS`), written when training ends
+tensorboard/   TensorBoard event files (`tensorboard --logdir=...`)
+backup/        keras.callbacks.BackupAndRestore state; removed once done
+```
+
+Every file is written whole to a temporary name in the same folder and then
+renamed over the target (`os.replace` is atomic on POSIX and Windows), so a
+run killed at any instant leaves each file either old or new, never torn.
+
+This module needs only the standard library, so that `sweep.py` and `plot.py`
+can read run folders without importing TensorFlow.
+"""
+
+import datetime
+import json
+import math
+import os
+import socket
+import tempfile
+
+FLAGS_FILE = "flags.cfg"
+CONFIG_FILE = "config.json"
+STATUS_FILE = "status.json"
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+TENSORBOARD_DIR = "tensorboard"
+BACKUP_DIR = "backup"
+
+# Permissions of the files we write: mkstemp's 0600, widened as open() would.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
+RUNNING = "running"
+DONE = "done"
+FAILED = "failed"
+
+SUMMARY_KEYS = (
+    "final_test_accuracy",
+    "best_test_accuracy",
+    "final_train_accuracy",
+    "final_train_loss",
+    "generalization_gap",
+    "wall_time_s",
+    "num_parameters",
+    "temperature_over_d",
+)
+
+
+def write_text(path, text):
+    """Writes `text` to `path` atomically (temporary file, fsync, rename)."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path, data):
+    """Writes `data` to `path` atomically (temporary file, fsync, rename)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+    )
+    try:
+        os.chmod(temporary, _FILE_MODE)
+        with os.fdopen(handle, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def _jsonable(value):
+    """Maps NaN/inf to None (JSON has no such numbers) and NumPy to Python."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # NumPy scalars.
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path, obj):
+    text = json.dumps(_jsonable(obj), indent=2, sort_keys=True)
+    write_text(path, text + "\n")
+
+
+def write_jsonl(path, rows):
+    write_text(path, "".join(
+        json.dumps(_jsonable(row), sort_keys=True) + "\n" for row in rows))
+
+
+def read_json(path, default=None):
+    """Returns the parsed file, or `default` if it does not exist."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return default
+
+
+def read_jsonl(path):
+    """Returns the list of objects in a JSON-lines file ([] if missing)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds")
+
+
+def write_status(run_dir, status, *, error=None, **extra):
+    """Records the run's status: `running`, `done` or `failed` (with error)."""
+    if status not in (RUNNING, DONE, FAILED):
+        raise ValueError(
+            f"status must be one of {RUNNING!r}, {DONE!r}, {FAILED!r}, "
+            f"got {status!r}")
+    record = {"status": status, "error": error, "time": _now(),
+              "host": socket.gethostname(), "pid": os.getpid()}
+    record.update(extra)
+    write_json(os.path.join(run_dir, STATUS_FILE), record)
+
+
+def read_status(run_dir):
+    """Returns the run's status string, or None if it never started."""
+    record = read_json(os.path.join(run_dir, STATUS_FILE))
+    return None if record is None else record.get("status")
+
+
+def format_flag(name, value):
+    """Returns `--name=value` as absl parses it back (None: no line)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return f"--{name}={'true' if value else 'false'}"
+    if isinstance(value, float):
+        return f"--{name}={value!r}"
+    return f"--{name}={value}"
+
+
+def flag_lines(arguments, header=None):
+    """Returns a flagfile for `arguments` (a dict of flag name -> value)."""
+    lines = [f"# {line}".rstrip() for line in (header or "").splitlines()]
+    lines += [line for line in (format_flag(k, v) for k, v in arguments.items())
+              if line is not None]
+    return "\n".join(lines) + "\n"
+
+
+def is_run_dir(path):
+    return os.path.isfile(os.path.join(path, CONFIG_FILE))
+
+
+def find_runs(root):
+    """Returns the run folders at or below `root`, sorted by path."""
+    found = []
+    for folder, subfolders, _ in os.walk(root):
+        if is_run_dir(folder):
+            found.append(folder)
+            subfolders[:] = []  # A run folder holds no runs.
+        else:
+            subfolders.sort()
+    return sorted(found)
+
+
+def load_run(run_dir):
+    """Returns a dict with the run's config, status, metrics and summary."""
+    status = read_json(os.path.join(run_dir, STATUS_FILE), default={})
+    return {
+        "path": run_dir,
+        "config": read_json(os.path.join(run_dir, CONFIG_FILE), default={}),
+        "status": status.get("status"),
+        "error": status.get("error"),
+        "metrics": read_jsonl(os.path.join(run_dir, METRICS_FILE)),
+        "summary": read_json(os.path.join(run_dir, SUMMARY_FILE)),
+    }

@@ -1,0 +1,420 @@
+r"""Runs a grid of trainings (protocols x seeds x hyperparameters), resumably.
+
+Every point of the grid is one `train.py` run in its own folder under
+`--root`, named after what varies, e.g. `cyclic_period=6_seed=0` or
+`random_batch_size=60_learning_rate=0.0002_seed=1`. The grid is
+
+    variants x grid x protocols (cyclic: x periods) x seeds
+
+* `--protocols`: constant, random, cyclic; the cyclic protocol is repeated
+  for each of `--periods` (the only protocol with a period).
+* `--seeds`: one run per seed for every other point.
+* `--grid=NAME=V1,V2,...` (repeatable): a train.py flag and its values;
+  the grid takes the product of all of them.
+* `--variant=NAME=V,NAME=V,...` (repeatable): a named configuration of
+  several flags at once, for sets of points that are not a product (Figure 5:
+  (C=60, l=2e-4), (C=30, l=1e-4), (C=60, l=1e-4)).
+* Every other train.py flag (`--model`, `--dataset`, `--epochs`,
+  `--learning_rate`, ...) sets the value common to all runs.
+
+A run whose status is `done` is skipped, so a sweep killed at any point and
+started again with the same command finishes the interrupted run (which
+resumes from its last completed epoch) and the runs not yet started; no run
+is repeated or lost. Progress (runs done / total, ETA) is logged, and every
+event is appended to `<root>/sweep_log.jsonl`. Each run's TensorBoard folder
+gets an HParams summary of its grid coordinates, so `tensorboard
+--logdir=<root>` compares the runs in the HParams dashboard. At the end,
+`plot.py` draws the figures and the table into `<root>/plots` (`--noplot`
+to skip).
+
+The runs are made in this process (`--launcher=inprocess`, no start-up cost
+per run) or each in a fresh `python experiments/train.py` process
+(`--launcher=subprocess`, isolated: use it for long GPU sweeps).
+
+Example (the README's main job, about a minute on a laptop CPU):
+
+```
+python experiments/sweep.py --flagfile=experiments/configs/demo.cfg \
+    --root=runs/demo
+```
+"""
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+import _rundir
+import plot
+import train
+
+_ROOT = flags.DEFINE_string(
+    "root", None, "Folder holding one run folder per grid point. Required.")
+_PROTOCOLS = flags.DEFINE_list(
+    "protocols", ["constant", "random", "cyclic"],
+    "Protocols to compare, among constant, random, cyclic.")
+_PERIODS = flags.DEFINE_list(
+    "periods", None,
+    "Periods P (epochs) of the cyclic protocol; one cyclic run per period. "
+    "Required if --protocols has cyclic.")
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds, one run each.")
+_GRID = flags.DEFINE_multi_string(
+    "grid", [],
+    "NAME=V1,V2,...: a train.py flag and the values to sweep (repeatable; "
+    "the product of all is taken).")
+_VARIANT = flags.DEFINE_multi_string(
+    "variant", [],
+    "NAME=V,NAME=V,...: one configuration of several train.py flags "
+    "(repeatable; each variant is crossed with the rest of the grid).")
+_LAUNCHER = flags.DEFINE_enum(
+    "launcher", "inprocess", ["inprocess", "subprocess"],
+    "Run each training in this process or in a fresh train.py process.")
+_PLOT = flags.DEFINE_bool(
+    "plot", True, "Draw figures and tables into <root>/plots at the end.")
+_DRY_RUN = flags.DEFINE_bool(
+    "dry_run", False, "List the runs and their status, then stop.")
+
+flags.register_validator(
+    "protocols",
+    lambda values: bool(values) and set(values) <= {
+        "constant", "random", "cyclic"} and len(set(values)) == len(values),
+    message="--protocols must list distinct names among constant, random, "
+    "cyclic")
+flags.register_validator(
+    "seeds",
+    lambda values: bool(values) and all(
+        value.isdigit() and int(value) < 2**32 for value in values)
+    and len(set(map(int, values))) == len(values),
+    message="--seeds must list distinct integers in [0, 2**32 - 1]")
+
+
+def _positive_numbers(values):
+    try:
+        return values is None or all(float(value) > 0 for value in values)
+    except ValueError:
+        return False
+
+
+flags.register_validator("periods", _positive_numbers,
+                         message="--periods must list numbers > 0")
+
+# train.py flags that the sweep sets per run.
+_PER_RUN = ("output_dir", "protocol", "period", "seed")
+_LOG_FILE = "sweep_log.jsonl"
+_SPEC_FILE = "sweep.json"
+_TRAIN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                             "train.py")
+
+
+def _parse_value(name, text, flag_values):
+    """Parses `text` as the train.py flag `name` would (with its checks)."""
+    if name not in train.ARGUMENT_NAMES:
+        raise ValueError(f"{name!r} is not a train.py flag; expected one of "
+                         f"{', '.join(train.ARGUMENT_NAMES)}")
+    if name in _PER_RUN:
+        raise ValueError(
+            f"{name!r} is set per run by the sweep; use --protocols, "
+            "--periods and --seeds instead")
+    try:
+        return flag_values[name].parser.parse(text)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"bad value {text!r} for {name}: {error}") from None
+
+
+def parse_grid(entries, flag_values=flags.FLAGS):
+    """Parses `NAME=V1,V2` entries into a list of (name, [values])."""
+    grid = []
+    for entry in entries:
+        name, equals, values = entry.partition("=")
+        if not equals or not values:
+            raise ValueError(f"--grid must read NAME=V1,V2,..., got {entry!r}")
+        grid.append((name, [_parse_value(name, value, flag_values)
+                            for value in values.split(",")]))
+    names = [name for name, _ in grid]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--grid names a flag twice: {names}")
+    return grid
+
+
+def parse_variant(entry, flag_values=flags.FLAGS):
+    """Parses `NAME=V,NAME=V` into a dict name -> value."""
+    variant = {}
+    for assignment in entry.split(","):
+        name, equals, value = assignment.partition("=")
+        if not equals or not value:
+            raise ValueError(
+                f"--variant must read NAME=V,NAME=V,..., got {entry!r}")
+        if name in variant:
+            raise ValueError(f"--variant {entry!r} sets {name} twice")
+        variant[name] = _parse_value(name, value, flag_values)
+    return variant
+
+
+def _format(value):
+    """A value as it appears in a run's folder name."""
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return text.replace(os.sep, "-").replace(":", "-")
+
+
+def expand(*, base_arguments, protocols, seeds, periods=None, grid=(),
+           variants=()):
+    """Returns the runs of a sweep: a list of (name, train.run arguments).
+
+    Args:
+        base_arguments: dict, train.run arguments common to all runs.
+        protocols: list of str.
+        seeds: list of int.
+        periods: list of float or None, the cyclic protocol's periods.
+        grid: list of (name, [values]).
+        variants: list of dicts name -> value.
+
+    Raises:
+        ValueError: for an empty or inconsistent grid.
+    """
+    if not protocols or not seeds:
+        raise ValueError("a sweep needs at least one protocol and one seed")
+    if "cyclic" in protocols and not periods:
+        raise ValueError("--periods is required when --protocols has cyclic")
+    if periods and "cyclic" not in protocols:
+        raise ValueError("--periods applies only to the cyclic protocol")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds repeats a seed: {seeds}")
+    variants = list(variants) or [{}]
+    grid_names = [name for name, _ in grid]
+    for variant in variants:
+        overlap = set(variant) & set(grid_names)
+        if overlap:
+            raise ValueError(
+                f"{sorted(overlap)} set by both --grid and --variant")
+    protocol_points = []
+    for protocol in protocols:
+        for period in (periods if protocol == "cyclic" else [None]):
+            protocol_points.append((protocol, period))
+
+    runs = []
+    for seed in seeds:
+        for variant in variants:
+            for values in itertools.product(*(v for _, v in grid)):
+                point = dict(variant)
+                point.update(zip(grid_names, values))
+                for protocol, period in protocol_points:
+                    parts = [protocol]
+                    if period is not None:
+                        parts.append(f"period={_format(period)}")
+                    parts += [f"{name}={_format(point[name])}"
+                              for name in sorted(point)]
+                    parts.append(f"seed={seed}")
+                    arguments = dict(base_arguments)
+                    arguments.update(point)
+                    arguments.update(protocol=protocol, period=period,
+                                     seed=seed)
+                    runs.append(("_".join(parts), arguments))
+    names = [name for name, _ in runs]
+    if len(set(names)) != len(names):
+        raise ValueError("the grid repeats a point (check --grid/--variant)")
+    return runs
+
+
+def _log_event(root, event, name=None, **extra):
+    """Appends one event to the sweep log (an append-only JSON-lines log)."""
+    record = {"time": time.time(), "event": event, "run": name, **extra}
+    with open(os.path.join(root, _LOG_FILE), "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_log(root):
+    """Returns the sweep log's events; a line torn by a kill is skipped."""
+    events = []
+    try:
+        with open(os.path.join(root, _LOG_FILE), encoding="utf-8") as f:
+            for line in f:
+                try:
+                    events.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+    except FileNotFoundError:
+        pass
+    return events
+
+
+def _hparams(arguments, varying):
+    """The run's grid coordinates, as HParams values (no None)."""
+    names = ["protocol", "period", "seed"] + sorted(
+        name for name in varying if name not in ("protocol", "period", "seed"))
+    return {name: arguments[name] for name in names
+            if arguments.get(name) is not None}
+
+
+def _write_hparams(run_dir, name, hparams):
+    """Writes the run's HParams summary next to Keras' train/validation."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from tensorboard.plugins.hparams import api as hp  # pylint: disable=all
+
+    log_dir = os.path.join(run_dir, _rundir.TENSORBOARD_DIR)
+    if os.path.isdir(log_dir) and any(
+            entry.startswith("events.out.tfevents")
+            for entry in os.listdir(log_dir)):
+        return  # Written by an earlier attempt.
+    writer = tf.summary.create_file_writer(log_dir)
+    with writer.as_default():
+        hp.hparams(hparams, trial_id=name)
+    writer.close()
+
+
+def _run_subprocess(arguments):
+    command = [sys.executable, _TRAIN_SCRIPT] + [
+        line for line in (_rundir.format_flag(name, value)
+                          for name, value in arguments.items())
+        if line is not None]
+    completed = subprocess.run(command, check=False)
+    if completed.returncode:
+        record = _rundir.read_json(
+            os.path.join(arguments["output_dir"], _rundir.STATUS_FILE), {})
+        raise RuntimeError(record.get("error") or
+                           f"train.py exited with status "
+                           f"{completed.returncode}")
+
+
+def _duration(seconds):
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def run(*, root, base_arguments, protocols=("constant", "random", "cyclic"),
+        seeds=(0, 1, 2), periods=None, grid=(), variants=(),
+        launcher="inprocess", make_plots=True, title=None, group_by=None,
+        dry_run=False):
+    """Runs (or resumes) a sweep; returns {"done": [...], "failed": {...}}.
+
+    Args:
+        root: str, the sweep's folder.
+        base_arguments: dict, train.run arguments common to all runs (its
+            output_dir, protocol, period and seed are ignored).
+        protocols, seeds, periods, grid, variants: the grid, see `expand`.
+        launcher: "inprocess" or "subprocess".
+        make_plots: bool, run plot.py on the finished runs at the end.
+        title, group_by: passed to plot.py.
+        dry_run: bool, only list the runs.
+
+    Returns:
+        A dict with the names of the runs `done` (list), `failed` (dict
+        name -> error) and `skipped` (done before this call).
+    """
+    if launcher not in ("inprocess", "subprocess"):
+        raise ValueError(
+            f"launcher must be 'inprocess' or 'subprocess', got {launcher!r}")
+    runs = expand(base_arguments=base_arguments, protocols=list(protocols),
+                  seeds=list(seeds), periods=periods, grid=grid,
+                  variants=variants)
+    varying = {name for name, _ in grid} | {
+        name for variant in variants for name in variant}
+    for name, arguments in runs:
+        arguments["output_dir"] = os.path.join(root, name)
+    total = len(runs)
+    status = {name: _rundir.read_status(arguments["output_dir"])
+              for name, arguments in runs}
+    skipped = [name for name in status if status[name] == _rundir.DONE]
+    logging.info("Sweep %s: %d runs, %d done already.", root, total,
+                 len(skipped))
+    if dry_run:
+        for name, _ in runs:
+            print(f"{status[name] or 'not started':12s} {name}")
+        return {"done": skipped, "failed": {}, "skipped": skipped}
+
+    os.makedirs(root, exist_ok=True)
+    _rundir.write_json(os.path.join(root, _SPEC_FILE), {
+        "protocols": list(protocols), "seeds": list(seeds),
+        "periods": periods, "grid": [list(g) for g in grid],
+        "variants": list(variants), "base_arguments": base_arguments,
+        "runs": {name: arguments for name, arguments in runs},
+    })
+    _log_event(root, "sweep_start", total=total, done=len(skipped))
+    done, failed = list(skipped), {}
+    durations = []
+    for name, arguments in runs:
+        if name in skipped:
+            _log_event(root, "skip", name)
+            continue
+        _write_hparams(arguments["output_dir"], name,
+                       _hparams(arguments, varying))
+        _log_event(root, "start", name)
+        logging.info("[%d/%d] Starting %s", len(done) + len(failed) + 1,
+                     total, name)
+        start = time.monotonic()
+        try:
+            if launcher == "inprocess":
+                train.run(**arguments)
+            else:
+                _run_subprocess(arguments)
+        except Exception as error:  # pylint: disable=broad-except
+            failed[name] = f"{type(error).__name__}: {error}"
+            _log_event(root, "failed", name, error=failed[name])
+            logging.error("Run %s failed: %s", name, failed[name])
+        else:
+            done.append(name)
+            _log_event(root, "done", name)
+        durations.append(time.monotonic() - start)
+        remaining = total - len(done) - len(failed)
+        eta = sum(durations) / len(durations) * remaining
+        logging.info("[%d/%d] %s %s in %s; %d to go, ETA %s",
+                     len(done) + len(failed), total, name,
+                     "failed" if name in failed else "done",
+                     _duration(durations[-1]), remaining, _duration(eta))
+    _log_event(root, "sweep_end", done=len(done), failed=len(failed))
+    logging.info("Sweep %s: %d of %d runs done, %d failed.", root, len(done),
+                 total, len(failed))
+    for name, error in failed.items():
+        logging.error("Failed: %s: %s", name, error)
+    if make_plots and done:
+        plot.run(runs=[root], group_by=group_by, title=title)
+    return {"done": done, "failed": failed, "skipped": skipped}
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    for name in _PER_RUN:
+        if flags.FLAGS[name].present:
+            raise app.UsageError(
+                f"--{name} is set per run by the sweep; use --root, "
+                "--protocols, --periods and --seeds")
+    logging.set_verbosity(logging.INFO)
+    try:
+        grid = parse_grid(_GRID.value)
+        variants = [parse_variant(entry) for entry in _VARIANT.value]
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+    result = run(
+        root=_ROOT.value,
+        base_arguments=train.arguments_from_flags(),
+        protocols=_PROTOCOLS.value,
+        seeds=[int(seed) for seed in _SEEDS.value],
+        periods=([float(p) for p in _PERIODS.value] if _PERIODS.value
+                 else None),
+        grid=grid,
+        variants=variants,
+        launcher=_LAUNCHER.value,
+        make_plots=_PLOT.value,
+        title=flags.FLAGS.title,
+        group_by=flags.FLAGS.group_by,
+        dry_run=_DRY_RUN.value,
+    )
+    if result["failed"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("root")
+    app.run(main)

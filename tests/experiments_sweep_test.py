@@ -1,0 +1,186 @@
+"""Tests for experiments/sweep.py: grid expansion, kill and resume, HParams."""
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from absl import flags
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(_REPO, "experiments"))
+
+import _rundir  # noqa: E402
+import sweep  # noqa: E402
+
+_BASE = dict(model="mlp", dataset="digits", learning_rate=0.05,
+             batch_size=64, epochs=2, verbose=0, momentum=0.9, nesterov=True,
+             delta=1.0, weight_decay=0.0)
+
+
+def _base_arguments(**overrides):
+    import train  # pylint: disable=g-import-not-at-top
+
+    arguments = {name: flags.FLAGS[name].default
+                 for name in train.ARGUMENT_NAMES}
+    arguments.update(_BASE, **overrides)
+    return arguments
+
+
+def test_expand_crosses_protocols_periods_seeds_grid_and_variants():
+    runs = sweep.expand(
+        base_arguments=_base_arguments(),
+        protocols=["constant", "cyclic"], periods=[6.0, 18.0], seeds=[0, 1],
+        grid=[("momentum", [0.5, 0.75])],
+        variants=[{"batch_size": 60, "learning_rate": 2e-4},
+                  {"batch_size": 30, "learning_rate": 1e-4}])
+    assert len(runs) == 3 * 2 * 2 * 2  # protocol points x seeds x grid x var.
+    names = [name for name, _ in runs]
+    assert len(set(names)) == len(names)
+    assert ("cyclic_period=18_batch_size=30_learning_rate=0.0001_"
+            "momentum=0.75_seed=1") in names
+    for name, arguments in runs:
+        assert (arguments["period"] is None) == (
+            arguments["protocol"] != "cyclic")
+        assert name.endswith(f"seed={arguments['seed']}")
+        assert arguments["epochs"] == 2
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(protocols=["cyclic"], periods=None), "--periods is required"),
+    (dict(protocols=["random"], periods=[6.0]), "only to the cyclic"),
+    (dict(protocols=["random"], seeds=[0, 0]), "repeats a seed"),
+    (dict(protocols=["random"], grid=[("batch_size", [32])],
+          variants=[{"batch_size": 16}]), "both --grid and --variant"),
+])
+def test_expand_rejects_inconsistent_grids(kwargs, message):
+    kwargs = {"seeds": [0], **kwargs}
+    with pytest.raises(ValueError, match=message):
+        sweep.expand(base_arguments=_base_arguments(), **kwargs)
+
+
+def test_grid_values_are_parsed_and_checked_like_train_flags():
+    assert sweep.parse_grid(["batch_size=30,60", "nesterov=false,true"]) == [
+        ("batch_size", [30, 60]), ("nesterov", [False, True])]
+    assert sweep.parse_variant("batch_size=60,learning_rate=2e-4") == {
+        "batch_size": 60, "learning_rate": 2e-4}
+    with pytest.raises(ValueError, match="not a train.py flag"):
+        sweep.parse_grid(["batchsize=30"])
+    with pytest.raises(ValueError, match="set per run"):
+        sweep.parse_grid(["seed=1,2"])
+    with pytest.raises(ValueError, match="bad value"):
+        sweep.parse_grid(["batch_size=0"])
+
+
+def _events(root):
+    return [event for event in sweep.read_log(root) if event["run"]]
+
+
+def test_killed_sweep_resumes_without_repeating_or_losing_runs(tmp_path):
+    root = str(tmp_path / "sweep")
+    command = [sys.executable, os.path.join(_REPO, "experiments", "sweep.py"),
+               f"--root={root}", "--protocols=constant,random",
+               "--seeds=0,1", "--noplot"]
+    command += [_rundir.format_flag(name, value)
+                for name, value in _BASE.items()]
+    process = subprocess.Popen(
+        command, cwd=_REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    try:
+        # Kill as soon as the first run is done and the second has started.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            started = [e["run"] for e in _events(root) if e["event"] == "start"]
+            if len(started) >= 2:
+                break
+            assert process.poll() is None, process.stdout.read().decode()
+            time.sleep(0.02)
+        else:
+            pytest.fail("the sweep did not start its second run in time")
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        output = process.communicate()[0].decode()
+    assert "[1/4]" in output and "ETA" in output, output[-3000:]
+    before = _events(root)
+    done_before = {e["run"] for e in before if e["event"] == "done"}
+    assert 1 <= len(done_before) < 4
+
+    result = sweep.run(root=root, base_arguments=_base_arguments(),
+                       protocols=["constant", "random"], seeds=[0, 1],
+                       make_plots=True)
+
+    names = {f"{protocol}_seed={seed}" for protocol in ("constant", "random")
+             for seed in (0, 1)}
+    assert set(result["done"]) == names and not result["failed"]
+    assert set(result["skipped"]) == done_before
+    events = _events(root)
+    starts = collections.Counter(e["run"] for e in events
+                                 if e["event"] == "start")
+    dones = collections.Counter(e["run"] for e in events
+                                if e["event"] == "done")
+    assert dones == {name: 1 for name in names}  # none lost, none repeated.
+    for name in done_before:
+        assert starts[name] == 1  # a finished run is never started again.
+    for name in names:
+        run_dir = os.path.join(root, name)
+        assert _rundir.read_status(run_dir) == "done"
+        rows = _rundir.read_jsonl(os.path.join(run_dir, "metrics.jsonl"))
+        assert [row["epoch"] for row in rows] == [1, 2]
+        # One HParams summary per run, beside Keras' train/validation logs.
+        log_dir = os.path.join(run_dir, "tensorboard")
+        assert len([n for n in os.listdir(log_dir)
+                    if n.startswith("events.out.tfevents")]) == 1
+    assert os.path.isfile(os.path.join(root, "plots", "table.md"))
+
+
+def test_hparams_summary_names_the_grid_coordinates(tmp_path):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from tensorboard.plugins.hparams import plugin_data_pb2  # noqa: E402
+
+    run_dir = str(tmp_path / "run")
+    sweep._write_hparams(run_dir, "random_batch_size=60_seed=0",
+                         {"protocol": "random", "seed": 0, "batch_size": 60})
+    log_dir = os.path.join(run_dir, "tensorboard")
+    (name,) = os.listdir(log_dir)
+    found = {}
+    for event in tf.compat.v1.train.summary_iterator(
+            os.path.join(log_dir, name)):
+        for value in event.summary.value:
+            if value.metadata.plugin_data.plugin_name == "hparams":
+                data = plugin_data_pb2.HParamsPluginData.FromString(
+                    value.metadata.plugin_data.content)
+                if data.HasField("session_start_info"):
+                    info = data.session_start_info
+                    found = {key: info.hparams[key] for key in info.hparams}
+    assert found["protocol"].string_value == "random"
+    assert found["batch_size"].number_value == 60
+    assert found["seed"].number_value == 0
+
+
+_CONFIGS = os.path.join(_REPO, "experiments", "configs")
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(_CONFIGS)))
+def test_every_config_has_a_header_and_expands(name):
+    path = os.path.join(_CONFIGS, name)
+    with open(path) as f:
+        header = f.read()
+    for part in ("# Claim:", "# Command", "# Expected runtime", "# Outputs:"):
+        assert part in header, f"{name} lacks {part!r}"
+    try:
+        flags.FLAGS(["sweep.py", f"--flagfile={path}"])
+        runs = sweep.expand(
+            base_arguments=sweep.train.arguments_from_flags(),
+            protocols=flags.FLAGS.protocols,
+            seeds=[int(seed) for seed in flags.FLAGS.seeds],
+            periods=([float(p) for p in flags.FLAGS.periods]
+                     if flags.FLAGS.periods else None),
+            grid=sweep.parse_grid(flags.FLAGS.grid),
+            variants=[sweep.parse_variant(v) for v in flags.FLAGS.variant])
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert runs

@@ -1,0 +1,217 @@
+"""Tests for experiments/train.py: run folder, resume after SIGKILL, NaN."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+from absl import flags
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_EXPERIMENTS = os.path.join(_REPO, "experiments")
+sys.path.insert(0, _EXPERIMENTS)
+
+import _rundir  # noqa: E402
+import train  # noqa: E402
+
+# Model 1 on the bundled digits: small and offline. batch_size=64 gives 23
+# steps per epoch.
+_TINY = dict(model="mlp", dataset="digits", protocol="random",
+             learning_rate=0.05, batch_size=64, epochs=2, seed=3,
+             deterministic=True, verbose=0)
+
+
+def _weights(path):
+    """Returns {name: array} of every dataset in a .weights.h5 file."""
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, item: arrays.__setitem__(name, item[()])
+                     if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
+def _without_wall_time(rows):
+    return [{k: v for k, v in row.items() if k != "wall_time_s"}
+            for row in rows]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    output_dir = str(tmp_path_factory.mktemp("runs") / "random")
+    summary = train.run(output_dir=output_dir, temperature_probe=32,
+                        **_TINY)
+    return output_dir, summary
+
+
+def test_run_folder_is_complete(finished_run):
+    output_dir, summary = finished_run
+    names = set(os.listdir(output_dir))
+    assert {"flags.cfg", "config.json", "status.json", "metrics.jsonl",
+            "summary.json", "model.weights.h5", "tensorboard"} <= names
+    assert "backup" not in names  # removed once done.
+    assert not [n for n in names if n.endswith(".tmp")]
+    assert _rundir.read_status(output_dir) == "done"
+    assert set(_rundir.SUMMARY_KEYS) <= set(summary)
+    assert summary == _rundir.read_json(os.path.join(output_dir,
+                                                     "summary.json"))
+    assert summary["num_parameters"] == 8 * 8 * 100 + 100 + 100 * 10 + 10
+    # T/D of eq. 20: l / (2 C (1 - mu)).
+    np.testing.assert_allclose(summary["temperature_over_d"],
+                               0.05 / (2 * 64 * (1 - 0.9)))
+    events = os.listdir(os.path.join(output_dir, "tensorboard", "train"))
+    assert any(name.startswith("events.out.tfevents") for name in events)
+
+
+def test_metrics_are_sane(finished_run):
+    output_dir, summary = finished_run
+    rows = _rundir.read_jsonl(os.path.join(output_dir, "metrics.jsonl"))
+    assert [row["epoch"] for row in rows] == [1, 2]
+    for row in rows:
+        for key in ("train_loss", "test_loss"):
+            assert np.isfinite(row[key]) and row[key] > 0
+        for key in ("train_accuracy", "test_accuracy"):
+            assert 0.0 <= row[key] <= 1.0
+        np.testing.assert_allclose(row["learning_rate"], 0.05, rtol=1e-6)
+        assert row["diffusion"] > 0 and row["temperature"] > 0
+    assert rows[1]["train_loss"] < rows[0]["train_loss"]
+    assert rows[-1]["test_accuracy"] > 0.5  # 10 classes: chance is 0.1.
+    assert summary["final_test_accuracy"] == rows[-1]["test_accuracy"]
+    assert summary["best_test_accuracy"] == max(
+        row["test_accuracy"] for row in rows)
+    np.testing.assert_allclose(
+        summary["generalization_gap"],
+        rows[-1]["train_accuracy"] - rows[-1]["test_accuracy"])
+
+
+def test_flags_file_replays_the_run(finished_run):
+    output_dir, _ = finished_run
+    config = _rundir.read_json(os.path.join(output_dir, "config.json"))
+    try:
+        flags.FLAGS(["train.py",
+                     f"--flagfile={os.path.join(output_dir, 'flags.cfg')}"])
+        assert train.arguments_from_flags() == config["arguments"]
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+def test_done_run_is_not_trained_again(finished_run):
+    output_dir, summary = finished_run
+    before = os.path.getmtime(os.path.join(output_dir, "metrics.jsonl"))
+    assert train.run(output_dir=output_dir, temperature_probe=32,
+                     **_TINY) == summary
+    assert os.path.getmtime(os.path.join(output_dir, "metrics.jsonl")) == before
+
+
+def test_other_arguments_in_same_folder_is_an_error(finished_run):
+    output_dir, _ = finished_run
+    with pytest.raises(ValueError, match="other arguments.*learning_rate"):
+        train.run(output_dir=output_dir, temperature_probe=32,
+                  **{**_TINY, "learning_rate": 0.1})
+
+
+def test_resume_after_sigkill_is_identical(tmp_path):
+    arguments = dict(_TINY, epochs=3)
+    reference = str(tmp_path / "reference")
+    train.run(output_dir=reference, **arguments)
+
+    # Killed right after epoch 2's metrics row is written and before its
+    # backup: the worst moment, the next attempt must redo epoch 2.
+    resumed = str(tmp_path / "resumed")
+    script = tmp_path / "killed_run.py"
+    script.write_text(textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {_EXPERIMENTS!r})
+        import train
+
+        original = train._callback_classes
+
+        def killing_classes():
+            recorder, stopper = original()
+
+            class KillAfterEpoch2(recorder):
+                def on_epoch_end(self, epoch, logs=None):
+                    super().on_epoch_end(epoch, logs)
+                    if epoch == 1:
+                        os.kill(os.getpid(), signal.SIGKILL)
+
+            return KillAfterEpoch2, stopper
+
+        train._callback_classes = killing_classes
+        train.run(output_dir={resumed!r}, **{arguments!r})
+    """))
+    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    completed = subprocess.run([sys.executable, str(script)], cwd=_REPO,
+                               env=environment, capture_output=True,
+                               timeout=120, check=False)
+    assert completed.returncode == -9, completed.stderr.decode()[-3000:]
+    assert _rundir.read_status(resumed) == "running"
+    assert len(_rundir.read_jsonl(os.path.join(resumed, "metrics.jsonl"))) == 2
+    with open(os.path.join(resumed, "backup", "training_metadata.json")) as f:
+        assert json.load(f)["epoch"] == 1
+
+    train.run(output_dir=resumed, **arguments)  # The same command again.
+
+    assert _rundir.read_status(resumed) == "done"
+    rows = _rundir.read_jsonl(os.path.join(resumed, "metrics.jsonl"))
+    reference_rows = _rundir.read_jsonl(os.path.join(reference,
+                                                     "metrics.jsonl"))
+    assert [row["epoch"] for row in rows] == [1, 2, 3]
+    assert _without_wall_time(rows) == _without_wall_time(reference_rows)
+    summary = _rundir.read_json(os.path.join(resumed, "summary.json"))
+    reference_summary = _rundir.read_json(os.path.join(reference,
+                                                       "summary.json"))
+    del summary["wall_time_s"], reference_summary["wall_time_s"]
+    assert summary == reference_summary
+    weights = _weights(os.path.join(resumed, "model.weights.h5"))
+    reference_weights = _weights(os.path.join(reference, "model.weights.h5"))
+    assert weights.keys() == reference_weights.keys()
+    assert any("optimizer" in name for name in weights)  # iterations too.
+    for name, value in reference_weights.items():
+        np.testing.assert_array_equal(weights[name], value, err_msg=name)
+
+
+def test_nan_loss_fails_the_run_with_a_reason(tmp_path):
+    output_dir = str(tmp_path / "diverged")
+    with pytest.raises(FloatingPointError, match="training loss became"):
+        train.run(output_dir=output_dir,
+                  **dict(_TINY, protocol="constant", learning_rate=1e30))
+    status = _rundir.read_json(os.path.join(output_dir, "status.json"))
+    assert status["status"] == "failed"
+    assert "FloatingPointError: training loss became" in status["error"]
+    assert not os.path.exists(os.path.join(output_dir, "summary.json"))
+    # The diverged epoch is recorded nowhere.
+    assert _rundir.read_jsonl(os.path.join(output_dir, "metrics.jsonl")) == []
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(protocol="cyclic"), "--period is required"),
+    (dict(protocol="constant", period=6.0), "--period applies only"),
+    (dict(protocol="random", delta=0.0), "--delta must be in"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(dataset="idx"), "needs a folder"),
+    (dict(model="resnet"), "model must be one of"),
+])
+def test_invalid_arguments_fail_before_training(tmp_path, arguments, message):
+    output_dir = str(tmp_path / "bad")
+    with pytest.raises(ValueError, match=message):
+        train.run(output_dir=output_dir, **{**_TINY, **arguments})
+    assert not os.path.exists(output_dir)
+
+
+@pytest.mark.parametrize("argv", [
+    ["--protocol=constant", "--period=6"],
+    ["--protocol=cyclic"],
+    ["--protocol=sometimes"],
+    ["--delta=1.5"],
+    ["--batch_size=0"],
+])
+def test_invalid_flags_are_rejected_at_parse_time(argv):
+    try:
+        with pytest.raises(flags.Error):
+            flags.FLAGS(["train.py", "--output_dir=/nonexistent"] + argv)
+    finally:
+        flags.FLAGS.unparse_flags()
