@@ -28,9 +28,13 @@ every replica on every worker applies the same alpha_k and the mirrored
 weights never diverge.
 
 Files: only the chief writes the run folder; every other worker writes its
-callbacks' files (TensorBoard, BackupAndRestore) to a temporary folder of
-its own, as the Keras multi-worker guide prescribes, and removes it when the
-run succeeds. See `write_dir` and `remove_write_dir`.
+files (TensorBoard, BackupAndRestore, ...) to a temporary folder of its own,
+as the Keras multi-worker guide prescribes, resumes from the chief's backup,
+and removes its folder when the run succeeds. See `write_dir`, `backup_dir`
+and `remove_write_dir`.
+
+Keras does not compile distributed steps with XLA: `jit_compile="auto"`
+resolves to False under a strategy and True fails (`check_jit_compile`).
 """
 
 import json
@@ -154,11 +158,13 @@ def make_strategy(name, *, devices=None, collective_timeout_s=None):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices)
     parse_tf_config()
-    # RING (gRPC) collectives work on every device type, CPU included; NCCL
-    # would be picked by AUTO on GPUs anyway.
+    # RING (gRPC) is the implementation that works on CPUs; on GPUs AUTO
+    # lets TensorFlow pick NCCL. (Listing devices does not start TensorFlow.)
+    implementations = tf.distribute.experimental.CommunicationImplementation
     options = tf.distribute.experimental.CommunicationOptions(
-        implementation=tf.distribute.experimental.CommunicationImplementation
-        .RING,
+        implementation=(implementations.AUTO
+                        if tf.config.list_physical_devices("GPU")
+                        else implementations.RING),
         timeout_seconds=collective_timeout_s)
     strategy = tf.distribute.MultiWorkerMirroredStrategy(
         communication_options=options)
@@ -173,6 +179,12 @@ def replica_batch_size(global_batch_size, strategy):
         global_batch_size: int >= 1: C, the examples per optimizer step
             summed over every replica of every worker.
         strategy: a `tf.distribute.Strategy`.
+
+    Every full batch then gives exactly the gradient of a one-device step
+    on the same C examples. A last, partial batch of an epoch (training-set
+    size not a multiple of C) is split as evenly as possible and Keras
+    weighs each replica's mean loss equally, so that one step differs
+    slightly when its size is not a multiple of the replicas.
 
     Raises:
         ValueError: if C is not a positive int or does not divide evenly
@@ -192,6 +204,20 @@ def replica_batch_size(global_batch_size, strategy):
             f"(remainder {global_batch_size % replicas}); use a multiple of "
             f"{replicas}")
     return global_batch_size // replicas
+
+
+def check_jit_compile(jit_compile, strategy):
+    """Raises ValueError for XLA (`jit_compile=True`) under a strategy.
+
+    Keras resolves `jit_compile="auto"` to False under `tf.distribute`, and
+    an explicit True fails at the first step (XLA cannot reach the other
+    replicas' variables), so say so before any training.
+    """
+    if jit_compile is True and strategy is not tf.distribute.get_strategy():
+        raise ValueError(
+            "jit_compile must be False with a tf.distribute strategy (Keras "
+            "does not compile distributed steps with XLA), got "
+            f"jit_compile=True with {type(strategy).__name__}")
 
 
 def _task(strategy):

@@ -297,16 +297,18 @@ def train_pipeline(images, labels, *, batch_size, seed, epochs,
     examples = tf.data.Dataset.from_tensor_slices((images, labels))
     examples = examples.map(_normalize_example,
                             num_parallel_calls=tf.data.AUTOTUNE).cache()
-    epoch_seeds = [_epoch_seed(seed, epoch)
-                   for epoch in range(initial_epoch, epochs)]
 
-    def one_epoch(epoch_seed):
-        return examples.shuffle(shuffle_buffer, seed=epoch_seed,
-                                reshuffle_each_iteration=False).batch(
-                                    batch_size, drop_remainder=drop_remainder)
+    def one_epoch(epoch):
+        # A Python-int seed per epoch: a tensor seed (e.g. from flat_map)
+        # fails in tf.data when TensorFlow's global seed is set.
+        return examples.shuffle(
+            shuffle_buffer, seed=_epoch_seed(seed, epoch),
+            reshuffle_each_iteration=False).batch(
+                batch_size, drop_remainder=drop_remainder)
 
-    dataset = tf.data.Dataset.from_tensor_slices(
-        np.array(epoch_seeds, dtype=np.int64)).flat_map(one_epoch)
+    dataset = one_epoch(initial_epoch)
+    for epoch in range(initial_epoch + 1, epochs):
+        dataset = dataset.concatenate(one_epoch(epoch))
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 

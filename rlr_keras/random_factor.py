@@ -13,6 +13,7 @@ eagerly, inside `tf.function` and under XLA, and a NumPy transcription of the
 same integer operations reproduces it exactly.
 """
 
+import keras
 from keras import ops
 
 from rlr_keras import _validation
@@ -45,9 +46,13 @@ def random_bits(seed, step):
         step: int or integer tensor (any shape) of non-negative steps.
     """
     step = ops.convert_to_tensor(step)
-    step = ops.cast(step, "int64")
-    low = ops.cast(ops.bitwise_and(step, 0xFFFFFFFF), "uint32")
-    high = ops.cast(ops.right_shift(step, 32), "uint32")
+    if keras.backend.standardize_dtype(step.dtype) in ("int64", "uint64"):
+        step = ops.cast(step, "int64")
+        low = ops.cast(ops.bitwise_and(step, 0xFFFFFFFF), "uint32")
+        high = ops.cast(ops.right_shift(step, 32), "uint32")
+    else:  # 32-bit counters (e.g. JAX without x64): no high word.
+        low = ops.cast(step, "uint32")
+        high = ops.zeros_like(low)
     key = _mix(_u32(seed))
     return _mix(ops.bitwise_xor(_mix(ops.bitwise_xor(key, high)), low))
 

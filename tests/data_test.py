@@ -481,3 +481,22 @@ def test_probe_subset_first_examples_or_seeded_selection():
     with pytest.raises(ValueError, match=r"size must be an integer in "
                                          r"\[1, 10\], got 11"):
         data.probe_subset(images, labels, 11)
+
+
+def test_train_pipeline_builds_and_is_reproducible_with_a_global_seed():
+    images = np.arange(12, dtype=np.uint8).reshape(12, 1, 1, 1)
+    labels = np.arange(12)
+
+    def epochs_order():
+        tf.random.set_seed(5)
+        ds = data.train_pipeline(images, labels, batch_size=12, seed=3,
+                                 epochs=3)
+        return [batch[1].numpy().tolist() for batch in ds]
+
+    try:
+        first, second = epochs_order(), epochs_order()
+    finally:
+        tf.random.set_seed(None)
+    assert first == second
+    assert all(sorted(order) == list(range(12)) for order in first)
+    assert first[0] != first[1]
