@@ -24,6 +24,11 @@ place of `rlr_keras.callbacks.CyclicCosine` (which imports TensorFlow).
 
     KERAS_BACKEND=jax python benchmarks/gpu_keras_jax.py \
         --data=split.npz --out=results.json --epochs=180 --seeds=3
+
+`--to_run_folders=ROOT` turns such a results file (on any machine) into run
+folders in the layout of `experiments/train.py` (config.json, metrics.jsonl,
+summary.json, status.json), so that `experiments/plot.py` draws and tabulates
+them like any other runs.
 """
 
 import argparse
@@ -118,9 +123,68 @@ def protocol_run(data, protocol, period, seed, *, epochs, learning_rate,
                         for k, vals in history.history.items()}}
 
 
+def to_run_folders(results_path, root, dataset):
+    """Writes one train.py-style run folder per run of a results file."""
+    sys.path.insert(0, os.path.join(_ROOT, "experiments"))
+    import _rundir  # pylint: disable=g-import-not-at-top
+    import train  # pylint: disable=g-import-not-at-top
+    from rlr_keras import temperature  # pylint: disable=g-import-not-at-top
+
+    with open(results_path) as f:
+        results = json.load(f)
+    config = results["config"]
+    for run in results["runs"]:
+        protocol, _, period = run["protocol"].partition("_P")
+        batch_size = run.get("batch_size", config["batch_size"])
+        momentum = run.get("momentum", config.get("momentum", 0.9))
+        arguments = {
+            "model": "cnn", "dataset": dataset, "protocol": protocol,
+            "period": float(period) if period else None,
+            "learning_rate": run.get("learning_rate",
+                                     config["learning_rate"]),
+            "delta": config["delta"] if protocol == "random" else 0.0,
+            "momentum": momentum, "nesterov": momentum > 0,
+            "weight_decay": config["weight_decay"], "batch_size": batch_size,
+            "epochs": config["epochs"], "seed": run["seed"],
+            "backend": f"keras-{results['backend']} on {results['devices']}",
+        }
+        history = run["history"]
+        per_epoch = run["wall_time_s"] / len(history["loss"])
+        rows = [{"epoch": i + 1, "train_loss": history["loss"][i],
+                 "train_accuracy": history["accuracy"][i],
+                 "test_loss": history["val_loss"][i],
+                 "test_accuracy": history["val_accuracy"][i],
+                 "learning_rate": history.get("learning_rate", [None] * (
+                     i + 1))[i],
+                 "wall_time_s": per_epoch * (i + 1)}
+                for i in range(len(history["loss"]))]
+        name = "_".join(f"{k}={v}" for k, v in (
+            ("protocol", run["protocol"]), ("batch_size", batch_size),
+            ("momentum", momentum), ("seed", run["seed"])))
+        folder = os.path.join(root, name)
+        os.makedirs(folder, exist_ok=True)
+        _rundir.write_json(os.path.join(folder, _rundir.CONFIG_FILE),
+                           {"arguments": arguments,
+                            "versions": {"keras": results["keras"],
+                                         "jax": results["jax"]}})
+        _rundir.write_jsonl(os.path.join(folder, _rundir.METRICS_FILE), rows)
+        _rundir.write_json(
+            os.path.join(folder, _rundir.SUMMARY_FILE),
+            train._summary(  # pylint: disable=protected-access
+                rows, num_parameters=418122,
+                temperature_over_d=temperature.effective_temperature(
+                    arguments["learning_rate"], batch_size, momentum)))
+        _rundir.write_status(folder, _rundir.DONE)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True)
+    parser.add_argument("--data")
+    parser.add_argument("--to_run_folders", metavar="ROOT",
+                        help="convert the results file --out into run "
+                        "folders under ROOT, then exit")
+    parser.add_argument("--dataset_name", default="idx-split:mnist-t10k",
+                        help="dataset label written into converted runs")
     parser.add_argument("--out", required=True)
     parser.add_argument("--epochs", type=int, default=180)
     parser.add_argument("--seeds", type=int, default=3)
@@ -138,6 +202,11 @@ def main():
                         help="use only this many training images (smoke "
                         "tests); 0 = all")
     args = parser.parse_args()
+    if args.to_run_folders:
+        to_run_folders(args.out, args.to_run_folders, args.dataset_name)
+        return
+    if not args.data:
+        parser.error("--data is required")
     import jax
 
     results = {"backend": keras.backend.backend(),

@@ -155,6 +155,21 @@ def make_strategy(name, *, devices=None, collective_timeout_s=None):
             f"distribution={name!r}")
     if name == "none":
         return tf.distribute.get_strategy()
+    # One strategy per process and configuration: two MirroredStrategy
+    # objects in one process hand out the same collective keys, and the
+    # second one's all-reduce then fails with "Shape mismatch in the
+    # collective instance" (e.g. a sweep running several runs in-process).
+    key = (name, tuple(devices) if devices is not None else None,
+           collective_timeout_s)
+    if key not in _STRATEGIES:
+        _STRATEGIES[key] = _new_strategy(name, devices, collective_timeout_s)
+    return _STRATEGIES[key]
+
+
+_STRATEGIES = {}
+
+
+def _new_strategy(name, devices, collective_timeout_s):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices)
     parse_tf_config()

@@ -135,6 +135,11 @@ _MIXED_PRECISION = flags.DEFINE_bool(
 _STEPS_PER_EXECUTION = flags.DEFINE_integer(
     "steps_per_execution", 1,
     "Training steps run per tf.function call.", lower_bound=1)
+_DISTRIBUTION = flags.DEFINE_enum(
+    "distribution", "none", ["none", "mirrored", "multi_worker"],
+    "Data parallelism with tf.distribute: none; mirrored (every local GPU); "
+    "multi_worker (the hosts of the TF_CONFIG environment variable). "
+    "--batch_size stays the global batch C, split among the replicas.")
 
 # Output.
 _OUTPUT_DIR = flags.DEFINE_string(
@@ -151,11 +156,13 @@ ARGUMENT_NAMES = (
     "weight_decay", "batch_size", "epochs", "seed", "deterministic",
     "temperature_probe", "temperature_every", "alpha_log_steps",
     "jit_compile",
-    "mixed_precision", "steps_per_execution", "output_dir", "verbose",
+    "mixed_precision", "steps_per_execution", "distribution", "output_dir",
+    "verbose",
 )
 
 # Arguments that may change between the attempts of one run.
-_NOT_IDENTIFYING = frozenset({"verbose", "alpha_log_steps"})
+# A run may resume on another number of devices: the math is the same.
+_NOT_IDENTIFYING = frozenset({"verbose", "alpha_log_steps", "distribution"})
 
 _WEIGHTS_FILE = "model.weights.h5"
 
@@ -384,8 +391,8 @@ def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
         batch_size=256, epochs=180, seed=0, deterministic=False,
         temperature_probe=0, temperature_every=1, alpha_log_steps=100,
         jit_compile=False,
-        mixed_precision=False, steps_per_execution=1, verbose=1,
-        strategy=None):
+        mixed_precision=False, steps_per_execution=1, distribution="none",
+        verbose=1, strategy=None):
     """Trains one model with one protocol into the run folder `output_dir`.
 
     Arguments are the flags of the same names (see `--helpfull`), except:
@@ -395,8 +402,13 @@ def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
             cyclic protocols have Delta = 0).
         vgg_weights: str or None; None means `imagenet` for vgg16 (as in the
             paper) and `none` for the other models.
-        strategy: a `tf.distribute.Strategy` or None (the default strategy):
-            the model, optimizer and metrics are created in its scope.
+        distribution: str, `none`, `mirrored` or `multi_worker`: the
+            `tf.distribute` strategy to create when `strategy` is None.
+            `batch_size` is the global batch C in every case.
+        strategy: a `tf.distribute.Strategy` or None (made from
+            `distribution`): the model, optimizer and metrics are created in
+            its scope. Under a multi-worker strategy only the chief writes
+            the run folder; other workers write `workertemp_<id>` inside it.
 
     Returns:
         The summary (the contents of summary.json).
@@ -434,6 +446,15 @@ def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
     from rlr_keras import temperature  # pylint: disable=g-import-not-at-top
     from rlr_keras.callbacks import LearningRateMonitor  # pylint: disable=all
 
+    import _distribution  # pylint: disable=g-import-not-at-top
+
+    # The strategy comes first: a multi-worker strategy must be created
+    # before anything starts the TensorFlow runtime (protocols.build does).
+    strategy = strategy or _distribution.make_strategy(distribution)
+    _distribution.replica_batch_size(batch_size, strategy)
+    _distribution.check_jit_compile(jit_compile, strategy)
+    run_dir, output_dir = output_dir, _distribution.write_dir(output_dir,
+                                                              strategy)
     # Validation that needs no data: the library's own checks, cheaply.
     temperature_over_d = temperature.effective_temperature(
         learning_rate, batch_size, momentum)
@@ -443,11 +464,12 @@ def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
                     period=period, momentum=momentum, nesterov=nesterov,
                     coupled_weight_decay=weight_decay, seed=seed)
 
-    status = _claim_run_dir(output_dir, arguments)
-    summary_path = os.path.join(output_dir, _rundir.SUMMARY_FILE)
-    if status == _rundir.DONE:
-        logging.info("%s is done already; not training again.", output_dir)
+    summary_path = os.path.join(run_dir, _rundir.SUMMARY_FILE)
+    if _rundir.read_status(run_dir) == _rundir.DONE:
+        _claim_run_dir(run_dir, arguments)  # Same arguments, or an error.
+        logging.info("%s is done already; not training again.", run_dir)
         return _rundir.read_json(summary_path)
+    _claim_run_dir(output_dir, arguments)
 
     _rundir.write_status(output_dir, _rundir.RUNNING)
     previous_policy = keras.mixed_precision.global_policy().name
@@ -460,7 +482,7 @@ def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
             "mixed_float16" if mixed_precision else "float32")
 
         data = data_lib.load_dataset(dataset, data_dir=data_dir)
-        backup_dir = os.path.join(output_dir, _rundir.BACKUP_DIR)
+        backup_dir = _distribution.backup_dir(run_dir, strategy)
         initial_epoch = _backup_epoch(backup_dir)
         if initial_epoch:
             logging.info("Resuming %s after epoch %d.", output_dir,
@@ -476,11 +498,13 @@ def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
             initial_epoch=min(initial_epoch, epochs - 1))
         test_data = data_lib.eval_pipeline(
             data.test_images, data.test_labels, batch_size=batch_size)
+        if strategy.num_replicas_in_sync > 1 or distribution == "multi_worker":
+            train_data = _distribution.distribute_dataset(train_data, strategy)
+            test_data = _distribution.distribute_dataset(test_data, strategy)
         # Every random stream below is also seeded explicitly from `seed`; the
         # global seed covers anything that is not.
         keras.utils.set_random_seed(seed)
 
-        strategy = strategy or tf.distribute.get_strategy()
         with strategy.scope():
             network = models.build_model(
                 model, data.input_shape, data.num_classes,
@@ -534,7 +558,8 @@ def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
                            temperature_over_d=temperature_over_d)
         _save_weights_atomically(network,
                                  os.path.join(output_dir, _WEIGHTS_FILE))
-        _rundir.write_json(summary_path, summary)
+        _rundir.write_json(os.path.join(output_dir, _rundir.SUMMARY_FILE),
+                           summary)
         _rundir.write_status(output_dir, _rundir.DONE)
     except BaseException as error:  # Record why, whatever it is; re-raise.
         _rundir.write_status(output_dir, _rundir.FAILED,
@@ -543,6 +568,7 @@ def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     shutil.rmtree(backup_dir, ignore_errors=True)
+    _distribution.remove_write_dir(run_dir, strategy)
     logging.info("Done: final test accuracy %.4f (best %.4f), %s",
                  summary["final_test_accuracy"],
                  summary["best_test_accuracy"], output_dir)

@@ -435,3 +435,10 @@ def test_killed_worker_fails_the_job_which_then_resumes(
     assert results[0]["epochs_run"] < worker.EPOCHS and steps > 0
     assert results[0]["alphas"] == single_process_run["alphas"][-steps:]
     _assert_complete_chief_run_dir(run_dir)
+
+
+def test_make_strategy_returns_one_mirrored_strategy_per_configuration():
+    # Two collective MirroredStrategy objects in one process clash (their
+    # collective keys collide); in-process sweeps call make_strategy per run.
+    first = _distribution.make_strategy("mirrored", devices=_DEVICES)
+    assert _distribution.make_strategy("mirrored", devices=_DEVICES) is first

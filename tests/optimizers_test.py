@@ -369,7 +369,12 @@ def test_mirrored_strategy_matches_single_device():
     kw = dict(learning_rate=0.05, delta=1.0, momentum=0.9, nesterov=True,
               seed=21)
     single = _fit(RandomLRSGD(**kw), epochs=1).get_weights()
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    # ReductionToOneDevice: a second collective-based MirroredStrategy in the
+    # test process (the experiments' tests make one) would reuse its
+    # collective keys and fail; the all-reduce method does not touch alpha.
+    strategy = tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"],
+        cross_device_ops=tf.distribute.ReductionToOneDevice())
     with strategy.scope():
         model = _small_model()
         opt = RandomLRSGD(**kw)
