@@ -19,12 +19,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rlr_keras import RandomLRSGD  # noqa: E402
+from rlr_keras.models import build_model  # noqa: E402
 
 
 def mlp():
-    return keras.Sequential([
-        keras.Input((28, 28, 1)), keras.layers.Flatten(),
-        keras.layers.Dense(100, activation="relu"), keras.layers.Dense(10)])
+    return build_model("mlp", (28, 28, 1), 10, seed=0)
 
 
 def small_cnn():

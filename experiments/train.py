@@ -466,7 +466,8 @@ def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
 
     summary_path = os.path.join(run_dir, _rundir.SUMMARY_FILE)
     if _rundir.read_status(run_dir) == _rundir.DONE:
-        _claim_run_dir(run_dir, arguments)  # Same arguments, or an error.
+        if _distribution.is_chief(strategy):  # Only the chief writes there.
+            _claim_run_dir(run_dir, arguments)  # Same arguments, or an error.
         logging.info("%s is done already; not training again.", run_dir)
         return _rundir.read_json(summary_path)
     _claim_run_dir(output_dir, arguments)

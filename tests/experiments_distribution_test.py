@@ -12,10 +12,8 @@ import os
 import subprocess
 import sys
 
-import h5py
 import numpy as np
 import pytest
-import tensorflow as tf
 
 _TESTS = os.path.dirname(os.path.abspath(__file__))
 _REPO = os.path.dirname(_TESTS)
@@ -30,6 +28,7 @@ from distribution_test import _kill_group  # noqa: E402
 from distribution_test import _log_tail  # noqa: E402
 from distribution_test import _wait_all  # noqa: E402
 from distribution_test import _worker_env  # noqa: E402
+from experiments_train_test import _weights  # noqa: E402
 
 # Model 1 on the bundled digits, the random protocol. 1,437 training examples
 # in batches of 64: 22 full steps and a last one of 29 per epoch.
@@ -59,13 +58,6 @@ def _mirrored():
     return _distribution.make_strategy("mirrored", devices=_DEVICES)
 
 
-def _weights(path):
-    """Returns {name: array} of every dataset in a .weights.h5 file."""
-    arrays = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, item: arrays.__setitem__(name, item[()])
-                     if isinstance(item, h5py.Dataset) else None)
-    return arrays
 
 
 def _max_abs_diff(weights, reference):
