@@ -5,8 +5,16 @@ random factor alpha_k, uniform on [1 - delta, 1 + delta]. This module is the
 single place where alpha_k is computed.
 
 alpha_k is a pure function of (seed, k): a counter-based integer hash
-(three rounds of the `lowbias32` mixer on uint32 words) followed by an exact
-map to [1 - delta, 1 + delta). Being stateless, the stream survives saving and
+followed by an exact map to [1 - delta, 1 + delta). The hash is a two-round
+keyed construction on uint32 words with the `lowbias32` mixer m,
+
+    key_0 = m(seed ^ 0x9E3779B9),  key_1 = m(key_0 ^ 0x85EBCA6B)
+    h(seed, k) = m(m(k_low ^ key_0) ^ k_high ^ key_1)
+
+(k_low, k_high: the low and high 32 bits of k). The odd constants keep
+(seed 0, step 0) away from m's fixed point m(0) = 0, and the two
+seed-derived keys keep the streams of different seeds unrelated (a single
+XOR key would make one seed's stream a re-indexing of another's). Being stateless, the stream survives saving and
 restoring, and every replica of a `tf.distribute` strategy computes the same
 value. Unlike `tf.random.stateless_uniform`, it gives bit-identical values
 eagerly, inside `tf.function` and under XLA, and a NumPy transcription of the
@@ -21,6 +29,9 @@ from rlr_keras import _validation
 # lowbias32 constants (C. Wellons, "Prospecting for hash functions", 2018).
 _MIX_MULTIPLIER_1 = 0x7FEB352D
 _MIX_MULTIPLIER_2 = 0x846CA68B
+# Odd constants (golden ratio; murmur3's finalizer) that derive the keys.
+_KEY_CONSTANT_0 = 0x9E3779B9
+_KEY_CONSTANT_1 = 0x85EBCA6B
 SEED_MAX = 2**32 - 1
 
 
@@ -53,8 +64,10 @@ def random_bits(seed, step):
     else:  # 32-bit counters (e.g. JAX without x64): no high word.
         low = ops.cast(step, "uint32")
         high = ops.zeros_like(low)
-    key = _mix(_u32(seed))
-    return _mix(ops.bitwise_xor(_mix(ops.bitwise_xor(key, high)), low))
+    key_0 = _mix(_u32(seed ^ _KEY_CONSTANT_0))
+    key_1 = _mix(ops.bitwise_xor(key_0, _u32(_KEY_CONSTANT_1)))
+    inner = _mix(ops.bitwise_xor(low, key_0))
+    return _mix(ops.bitwise_xor(ops.bitwise_xor(inner, high), key_1))
 
 
 def random_factor(seed, step, delta):
