@@ -245,12 +245,24 @@ class LearningRateMonitor(keras.callbacks.Callback):
             for owner in (optimizer, _learning_rate_object(optimizer))
             if hasattr(owner, "alpha_at")
         ]
-        alphas = np.ones(np.shape(steps), dtype=np.float32)
+        steps = np.asarray(steps, dtype=np.int64)
+        alphas = np.ones(steps.shape, dtype=np.float32)
         for alpha_at in sources:
             alphas = alphas * ops.convert_to_numpy(
-                alpha_at(np.asarray(steps, dtype=np.int64))
-            ).astype(np.float32)
+                self._compiled(alpha_at)(steps.ravel())
+            ).astype(np.float32).reshape(steps.shape)
         return alphas
+
+    def _compiled(self, alpha_at):
+        # One traced graph per alpha source: eager keras.ops calls cost
+        # ~10x more per callback call, and the values are bit-identical.
+        cache = self.__dict__.setdefault("_alpha_functions", {})
+        key = id(alpha_at.__self__)
+        if key not in cache:
+            cache[key] = tf.function(
+                alpha_at, input_signature=[tf.TensorSpec([None], tf.int64)]
+            )
+        return cache[key]
 
     def _base_learning_rates(self, steps):
         """Returns l (without alpha) at each optimizer step in `steps`."""
