@@ -65,3 +65,24 @@ def check_choice(name, value, choices):
         allowed = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
     return value
+
+
+def check_positive_ints(name, value, length, description, *,
+                        none_allowed=False):
+    """Returns `value` as a tuple of `length` positive ints, or raises.
+
+    `description` names the entries in the error, e.g. "(height, width)";
+    `none_allowed` only says in the error that the caller also accepts None.
+    """
+    try:
+        items = tuple(value)
+    except TypeError:
+        items = None
+    if (items is None or len(items) != length
+            or not all(isinstance(d, numbers.Integral)
+                       and not isinstance(d, bool) and d > 0 for d in items)):
+        alternative = "None or " if none_allowed else ""
+        raise ValueError(
+            f"{name} must be {alternative}{length} positive ints "
+            f"{description}, got {value!r}")
+    return tuple(int(d) for d in items)

@@ -708,17 +708,8 @@ def _check_arrays(images, labels):
 
 
 def _check_image_size(image_size):
-    try:
-        size = tuple(image_size)
-    except TypeError:
-        size = None
-    if (size is None or len(size) != 2
-            or not all(isinstance(d, (int, np.integer))
-                       and not isinstance(d, bool) and d > 0 for d in size)):
-        raise ValueError(
-            "image_size must be None or 2 positive ints (height, width), "
-            f"got {image_size!r}")
-    return tuple(int(d) for d in size)
+    return _validation.check_positive_ints(
+        "image_size", image_size, 2, "(height, width)", none_allowed=True)
 
 
 def _resize(images, size):

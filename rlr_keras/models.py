@@ -165,17 +165,8 @@ def build_model(name, input_shape, num_classes=10, *, vgg_weights="none",
 
 
 def _check_input_shape(input_shape):
-    try:
-        shape = tuple(input_shape)
-    except TypeError:
-        shape = None
-    if (shape is None or len(shape) != 3
-            or not all(isinstance(d, (int, np.integer))
-                       and not isinstance(d, bool) and d > 0 for d in shape)):
-        raise ValueError(
-            "input_shape must be 3 positive ints (height, width, channels), "
-            f"got {input_shape!r}")
-    return tuple(int(d) for d in shape)
+    return _validation.check_positive_ints(
+        "input_shape", input_shape, 3, "(height, width, channels)")
 
 
 def _initializers(seed, count):
