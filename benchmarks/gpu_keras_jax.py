@@ -3,10 +3,11 @@
 The lent GPU machines of our development set-up have JAX but no TensorFlow,
 and no way to install it (no package registry there; the TensorFlow wheel is
 far larger than what can be carried). `RandomLRSGD`, the alpha stream, the
-cosine cycle and the models are written with `keras.ops` only, so they run on
-any Keras backend; this script loads those TensorFlow-free modules without
-`rlr_keras/__init__.py` (which imports the TensorFlow-based callbacks and
-data pipelines) and measures, on whatever accelerator JAX sees:
+cosine cycle, the protocols and the models are written with `keras.ops`
+only, so they run on any Keras backend; this script loads those
+TensorFlow-free modules without `rlr_keras/__init__.py` (which imports the
+TensorFlow-based temperature tools and data pipelines) and measures, on
+whatever accelerator JAX sees:
 
 1. throughput (images/s) of Model 2 (cnn, 28x28x1) and Model 3 (VGG16,
    32x32x3, random init) with RandomLRSGD vs keras.optimizers.SGD, batch 256,
@@ -16,11 +17,8 @@ data pipelines) and measures, on whatever accelerator JAX sees:
    caller) for the paper's five protocols at equal mean learning rate,
    writing per-epoch train/test curves to a JSON file.
 
-The protocols are set up exactly as `rlr_keras.protocols.build` does
-(constant: delta = 0; random: delta as given; cyclic: delta = 0 and the
-learning rate of eq. 21 set at every epoch from
-`rlr_keras.schedules.cyclic_cosine`), with Keras' `LearningRateScheduler` in
-place of `rlr_keras.callbacks.CyclicCosine` (which imports TensorFlow).
+The protocols come from `rlr_keras.protocols.build`, which (like the
+optimizer, the models and the cosine) needs no TensorFlow.
 
     KERAS_BACKEND=jax python benchmarks/gpu_keras_jax.py \
         --data=split.npz --out=results.json --epochs=180 --seeds=3
@@ -51,7 +49,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from rlr_keras import models  # noqa: E402
-from rlr_keras import schedules  # noqa: E402
+from rlr_keras import protocols  # noqa: E402
 from rlr_keras.optimizers import RandomLRSGD  # noqa: E402
 
 def _loss():
@@ -93,17 +91,11 @@ def protocol_run(data, protocol, period, seed, *, epochs, learning_rate,
                  delta, weight_decay, batch_size, momentum):
     keras.utils.set_random_seed(seed)
     model = models.build_model("cnn", (28, 28, 1), 10, seed=seed)
-    callbacks = []
-    if protocol == "cyclic":
-        start_lr = schedules.cyclic_cosine(learning_rate, period, 0)
-        callbacks.append(keras.callbacks.LearningRateScheduler(
-            lambda epoch: schedules.cyclic_cosine(learning_rate, period,
-                                                  epoch)))
-    else:
-        start_lr = learning_rate
-    opt = RandomLRSGD(start_lr, delta=delta if protocol == "random" else 0.0,
-                      momentum=momentum, nesterov=momentum > 0, seed=seed,
-                      coupled_weight_decay=weight_decay)
+    opt, callbacks = protocols.build(
+        protocol, learning_rate=learning_rate,
+        delta=delta if protocol == "random" else None, period=period,
+        momentum=momentum, nesterov=momentum > 0, seed=seed,
+        coupled_weight_decay=weight_decay)
     model.compile(optimizer=opt, loss=_loss(), metrics=["accuracy"],
                   jit_compile=True)
     x_train = data["x_train"].astype("float32") / 255.0

@@ -10,11 +10,18 @@ import os
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from rlr_keras import _validation
 from rlr_keras import schedules as _schedules
+
+
+def _tf():
+    # TensorFlow only where summaries are written, so that the protocols
+    # (CyclicCosine) import on any Keras backend.
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    return tf
 
 
 def _unwrap(optimizer):
@@ -254,6 +261,7 @@ class LearningRateMonitor(keras.callbacks.Callback):
         return alphas
 
     def _compiled(self, alpha_at):
+        tf = _tf()
         # One traced graph per alpha source: eager keras.ops calls cost
         # ~10x more per callback call, and the values are bit-identical.
         cache = self.__dict__.setdefault("_alpha_functions", {})
@@ -298,6 +306,7 @@ class LearningRateMonitor(keras.callbacks.Callback):
 
     @property
     def _train_writer(self):
+        tf = _tf()
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(
                 os.path.join(self.log_dir, "train")
@@ -306,6 +315,7 @@ class LearningRateMonitor(keras.callbacks.Callback):
 
     def _write_steps(self, start, stop):
         """Writes the per-step points for optimizer steps in [start, stop)."""
+        tf = _tf()
         first = -(-start // self.update_freq) * self.update_freq
         steps = np.arange(first, stop, self.update_freq, dtype=np.int64)
         if steps.size == 0:
@@ -336,6 +346,7 @@ class LearningRateMonitor(keras.callbacks.Callback):
         self._last_step = stop
 
     def on_epoch_end(self, epoch, logs=None):
+        tf = _tf()
         stop = self._iterations()
         if self.update_freq != "epoch":
             self._write_steps(self._last_step, stop)
