@@ -55,7 +55,8 @@ def check_int(name, value, low=None, high=None):
     if (low is not None and value < low) or (high is not None and value > high):
         lo = "-inf" if low is None else str(low)
         hi = "inf" if high is None else str(high)
-        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value}")
+        raise ValueError(
+            f"{name} must be an integer in [{lo}, {hi}], got {value}")
     return value
 
 

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from rlr_keras import _optimizer_utils
 from rlr_keras import _validation
 from rlr_keras import schedules as _schedules
 
@@ -24,24 +25,6 @@ def _tf():
     return tf
 
 
-def _unwrap(optimizer):
-    """Returns the optimizer that owns the learning rate and the iterations.
-
-    `keras.optimizers.LossScaleOptimizer` (mixed precision) delegates both to
-    its `inner_optimizer`.
-    """
-    while hasattr(optimizer, "inner_optimizer"):
-        optimizer = optimizer.inner_optimizer
-    return optimizer
-
-
-def _learning_rate_object(optimizer):
-    # Keras keeps the constructor's learning rate (a variable for a float, or
-    # the schedule or callable itself) in `_learning_rate`; the public
-    # property evaluates it, which hides what kind it is.
-    return getattr(optimizer, "_learning_rate", None)
-
-
 def _model_optimizer(callback):
     optimizer = getattr(callback.model, "optimizer", None)
     if optimizer is None:
@@ -49,7 +32,7 @@ def _model_optimizer(callback):
             f"{type(callback).__name__} needs a compiled model with an "
             "optimizer, got a model without one"
         )
-    return _unwrap(optimizer)
+    return _optimizer_utils.unwrap(optimizer)
 
 
 @keras.saving.register_keras_serializable(package="rlr_keras")
@@ -120,7 +103,7 @@ class CyclicCosine(keras.callbacks.Callback):
 
     def _optimizer(self):
         optimizer = _model_optimizer(self)
-        learning_rate = _learning_rate_object(optimizer)
+        learning_rate = _optimizer_utils.learning_rate_object(optimizer)
         if not isinstance(learning_rate, keras.Variable):
             raise ValueError(
                 "CyclicCosine sets the optimizer's learning rate at every "
@@ -249,7 +232,9 @@ class LearningRateMonitor(keras.callbacks.Callback):
         optimizer = _model_optimizer(self)
         sources = [
             getattr(owner, "alpha_at")
-            for owner in (optimizer, _learning_rate_object(optimizer))
+            for owner in (
+                optimizer, _optimizer_utils.learning_rate_object(optimizer)
+            )
             if hasattr(owner, "alpha_at")
         ]
         steps = np.asarray(steps, dtype=np.int64)
@@ -274,7 +259,9 @@ class LearningRateMonitor(keras.callbacks.Callback):
 
     def _base_learning_rates(self, steps):
         """Returns l (without alpha) at each optimizer step in `steps`."""
-        learning_rate = _learning_rate_object(_model_optimizer(self))
+        learning_rate = _optimizer_utils.learning_rate_object(
+            _model_optimizer(self)
+        )
         if hasattr(learning_rate, "alpha_at") and hasattr(
             learning_rate, "learning_rate"
         ):

@@ -209,7 +209,9 @@ class RandomLRSGD(keras.optimizers.Optimizer):
         if self.coupled_weight_decay:
             gradient = ops.add(
                 ops.convert_to_tensor(gradient),
-                ops.multiply(variable, ops.cast(self.coupled_weight_decay, dtype)),
+                ops.multiply(
+                    variable, ops.cast(self.coupled_weight_decay, dtype)
+                ),
             )
         scaled_gradient = ops.multiply(gradient, alpha)
         if self.momentum == 0.0:

@@ -14,11 +14,13 @@ keyed construction on uint32 words with the `lowbias32` mixer m,
 (k_low, k_high: the low and high 32 bits of k). The odd constants keep
 (seed 0, step 0) away from m's fixed point m(0) = 0, and the two
 seed-derived keys keep the streams of different seeds unrelated (a single
-XOR key would make one seed's stream a re-indexing of another's). Being stateless, the stream survives saving and
-restoring, and every replica of a `tf.distribute` strategy computes the same
-value. Unlike `tf.random.stateless_uniform`, it gives bit-identical values
-eagerly, inside `tf.function` and under XLA, and a NumPy transcription of the
-same integer operations reproduces it exactly.
+XOR key would make one seed's stream a re-indexing of another's).
+
+Being stateless, the stream survives saving and restoring, and every
+replica of a `tf.distribute` strategy computes the same value. Unlike
+`tf.random.stateless_uniform`, it gives bit-identical values eagerly, inside
+`tf.function` and under XLA, and a NumPy transcription of the same integer
+operations reproduces it exactly.
 """
 
 import keras
@@ -94,7 +96,7 @@ def random_factor(seed, step, delta):
 
 
 def alpha_second_moment(delta):
-    """Returns <alpha^2> = 1 + delta^2 / 3 for alpha uniform on [1-delta, 1+delta].
+    """Returns <alpha^2> = 1 + delta^2 / 3, alpha uniform on [1-delta, 1+delta].
 
     The paper's eq. 27 (and 29-31) print 1 + delta / 3; the variance of the
     uniform distribution of half-width delta is delta^2 / 3, so the second

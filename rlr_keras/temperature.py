@@ -30,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from rlr_keras import _optimizer_utils
 from rlr_keras import _validation
 from rlr_keras.random_factor import alpha_second_moment
 from rlr_keras.random_factor import validate_delta
@@ -711,11 +712,6 @@ def _deserialize_arrays(value):
     return value
 
 
-def _unwrap_optimizer(optimizer):
-    # LossScaleOptimizer keeps the hyperparameters on its inner optimizer.
-    return getattr(optimizer, "inner_optimizer", optimizer)
-
-
 def _mean_learning_rate(optimizer):
     """The optimizer's current mean learning rate l.
 
@@ -724,7 +720,7 @@ def _mean_learning_rate(optimizer):
     by the random factor (`RandomLearningRate`: it has `delta` and
     `learning_rate` attributes) has the base rate as its mean.
     """
-    schedule = getattr(optimizer, "_learning_rate", None)
+    schedule = _optimizer_utils.learning_rate_object(optimizer)
     if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
         base = getattr(schedule, "learning_rate", None)
         if base is not None and hasattr(schedule, "delta"):
@@ -738,8 +734,8 @@ def _mean_learning_rate(optimizer):
 def _optimizer_delta(optimizer):
     delta = getattr(optimizer, "delta", None)
     if delta is None:
-        delta = getattr(getattr(optimizer, "_learning_rate", None), "delta",
-                        None)
+        schedule = _optimizer_utils.learning_rate_object(optimizer)
+        delta = getattr(schedule, "delta", None)
     return 0.0 if delta is None else float(delta)
 
 
@@ -837,7 +833,7 @@ class TemperatureMonitor(keras.callbacks.Callback):
 
     def measure(self):
         """Returns (D, T) for the model's current weights."""
-        optimizer = _unwrap_optimizer(self.model.optimizer)
+        optimizer = _optimizer_utils.unwrap(self.model.optimizer)
         delta = (self.delta if self.delta is not None
                  else _optimizer_delta(optimizer))
         diffusion = estimate_diffusion(
