@@ -80,8 +80,8 @@ def test_tost_rejects_a_non_positive_margin():
 
 def test_pooled_std_closed_form():
     a, b = np.array(_A), np.array(_B)
-    expected = math.sqrt((np.sum((a - a.mean()) ** 2)
-                          + np.sum((b - b.mean()) ** 2)) / (a.size + b.size - 2))
+    squares = np.sum((a - a.mean()) ** 2) + np.sum((b - b.mean()) ** 2)
+    expected = math.sqrt(squares / (a.size + b.size - 2))
     np.testing.assert_allclose(_stats.pooled_std(_A, _B), expected, rtol=1e-12)
 
 
