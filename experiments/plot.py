@@ -523,13 +523,14 @@ def learning_rate_curve(runs):
     metrics' `alpha_mean` / `alpha_std` when every row has them, else the
     distribution's values, 1 and Delta / sqrt(3) (alpha uniform on
     [1 - Delta, 1 + Delta]). Where the metrics have no learning rate, the
-    config's mean l.
+    config's mean l, except for the cyclic protocol (NaN: not drawn).
     """
     arguments = _arguments(runs[0])
     epochs, rate, _ = _curves(runs, "learning_rate")
-    if not epochs or any(math.isnan(r) for r in rate):
-        epochs = sorted(set.intersection(
-            *({row["epoch"] for row in run["metrics"]} for run in runs)))
+    if any(math.isnan(r) for r in rate):
+        if arguments.get("protocol") == "cyclic":
+            return (epochs, [math.nan] * len(epochs), [0.0] * len(epochs),
+                    "no learning_rate in metrics.jsonl")
         rate = [float(arguments.get("learning_rate", math.nan))] * len(epochs)
     if arguments.get("protocol") != "random":
         return epochs, rate, [0.0] * len(epochs), "l"
@@ -594,13 +595,15 @@ def _draw_curves(plt, groups, source, title):
                                color=color, alpha=0.15, linewidth=0)
         handles.append(line)
         epochs, mean, spread, note = learning_rate_curve(runs)
+        if all(math.isnan(m) for m in mean):
+            lr_notes.add(f"{label}: {note}")
         lr_axes.plot(epochs, mean, color=color,
                      **_style(index, len(groups), epochs))
         if any(spread):
             lr_axes.fill_between(epochs, [m - s for m, s in zip(mean, spread)],
                                  [m + s for m, s in zip(mean, spread)],
                                  color=color, alpha=0.15, linewidth=0)
-            lr_notes.add(note)
+            lr_notes.add(f"random: {note}")
     kind = ("evaluated after each epoch" if source is _TRAIN_EVALUATED
             else "running mean over the epoch")
     _plain_log_axis(loss_axes)
@@ -612,7 +615,7 @@ def _draw_curves(plt, groups, source, title):
     test_axes.set_title("test accuracy", fontsize="medium")
     lr_axes.set(ylabel="learning rate")
     lr_axes.set_title("learning rate per epoch" + "".join(
-        f"\nrandom: {note}" for note in sorted(lr_notes)), fontsize="medium")
+        f"\n{note}" for note in sorted(lr_notes)), fontsize="medium")
     lr_axes.yaxis.set_major_formatter(
         ticker.FuncFormatter(lambda value, _: f"{value:g}"))
     for panel in axes.flat:

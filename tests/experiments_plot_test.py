@@ -275,6 +275,12 @@ def test_learning_rate_curve_per_protocol(tmp_path):
     np.testing.assert_allclose(mean, 0.005 * 1.1)
     np.testing.assert_allclose(spread, 0.005 * 0.3)
     assert "measured" in note
+    # A cyclic run without recorded learning rates: nothing drawn, not l.
+    missing = {e: {"learning_rate": None} for e in range(1, 5)}
+    cyclic = [plot.load_run(_fake_run(root, "cyclic", 1, 0.9, period=3,
+                                      extra_metrics=missing))]
+    _, mean, _, note = plot.learning_rate_curve(cyclic)
+    assert all(math.isnan(m) for m in mean) and "no learning_rate" in note
 
 
 def test_protocol_specific_arguments_stay_out_of_other_labels():
