@@ -37,8 +37,8 @@ class RandomLRSGD(keras.optimizers.Optimizer):
     is a pure function of (`seed`, k), computed by
     `rlr_keras.random_factor.random_factor`: the same seed gives the same
     stream, a restored optimizer continues it, every replica of a
-    `tf.distribute` strategy sees the same value, and eager, `tf.function`
-    and XLA steps agree bit for bit. `alpha_at(k)` returns it. k is
+    `tf.distribute` strategy sees the same value, and TensorFlow, JAX and
+    PyTorch, eager or compiled, agree bit for bit. `alpha_at(k)` returns it. k is
     `optimizer.iterations`, which counts real updates also with
     `gradient_accumulation_steps`; a step that `LossScaleOptimizer` skips for
     a non-finite gradient consumes no alpha.
@@ -182,7 +182,13 @@ class RandomLRSGD(keras.optimizers.Optimizer):
             )
 
     def update_step(self, gradient, variable, learning_rate):
-        """Applies eq. 1-2 to one variable."""
+        """Applies eq. 1-2 to one variable.
+
+        alpha_k is recomputed for each variable (a few dozen scalar integer
+        operations): Keras' public optimizer API has no per-step hook that
+        runs inside the compiled step on every backend, and compilers merge
+        the identical computations.
+        """
         dtype = variable.dtype
         learning_rate = ops.cast(learning_rate, dtype)
         alpha = ops.cast(self.alpha_at(self.iterations), dtype)
