@@ -7,16 +7,17 @@ and what is allowed, e.g. ``delta must be in [0, 1], got 1.5``.
 import math
 import numbers
 
+import keras
 
-def _describe(value):
-    return repr(value)
+FLOAT32_MAX = 3.4028234663852886e38
+"""The largest finite float32: the optimizer's hyperparameters are float32."""
 
 
 def check_real(name, value):
     """Returns `value` as a float; it must be a finite real number."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(
-            f"{name} must be a finite real number, got {_describe(value)}"
+            f"{name} must be a finite real number, got {value!r}"
         )
     value = float(value)
     if not math.isfinite(value):
@@ -47,10 +48,47 @@ def check_range(name, value, low=None, high=None, *, low_open=False,
     return value
 
 
+def check_float32(name, value, low=None, high=None, **kwargs):
+    """Like `check_range`, and `value` must also be finite in float32.
+
+    Keras keeps hyperparameters such as the learning rate in float32
+    variables, where a double above `FLOAT32_MAX` (e.g. 1e300) becomes inf.
+    """
+    value = check_range(name, value, low, high, **kwargs)
+    if abs(value) > FLOAT32_MAX:
+        raise ValueError(
+            f"{name} must be finite in float32 (|{name}| <= "
+            f"{FLOAT32_MAX:.7g}), got {value!r}")
+    return value
+
+
+def validate_learning_rate(learning_rate):
+    """Returns a float learning rate as float; schedules/callables unchanged.
+
+    Raises:
+        ValueError: if a number is negative or not finite in float32, or
+            `learning_rate` is neither a number, a
+            `keras.optimizers.schedules.LearningRateSchedule` nor a callable.
+    """
+    if isinstance(learning_rate, numbers.Real) and not isinstance(
+        learning_rate, bool
+    ):
+        return check_float32("learning_rate", learning_rate, 0.0)
+    if isinstance(
+        learning_rate, keras.optimizers.schedules.LearningRateSchedule
+    ) or callable(learning_rate):
+        return learning_rate
+    raise ValueError(
+        "learning_rate must be a non-negative float, a "
+        "keras.optimizers.schedules.LearningRateSchedule or a callable, "
+        f"got {learning_rate!r}"
+    )
+
+
 def check_int(name, value, low=None, high=None):
     """Returns `value` as an int; it must be an integer in [low, high]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {_describe(value)}")
+        raise ValueError(f"{name} must be an integer, got {value!r}")
     value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
         lo = "-inf" if low is None else str(low)

@@ -25,20 +25,14 @@ import keras
 import numpy as np
 
 from rlr_keras import _validation
+from rlr_keras import random_factor as _random_factor
 
 MODEL_NAMES = ("mlp", "cnn", "vgg16")
-VGG_WEIGHTS_CHOICES = ("none", "imagenet")  # ... or a path to a file.
 
-_SEED_MAX = 2**32 - 1
-# The file and hash that `keras.applications.VGG16(weights="imagenet",
-# include_top=False)` downloads; fetched here so that a failed download can
-# be told apart from every other error.
+# What `keras.applications.VGG16(weights="imagenet", include_top=False)`
+# looks for in the Keras cache (and downloads when it is missing); named in
+# the error so that it can be fetched by hand.
 _VGG16_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
-_VGG16_NOTOP_URL = (
-    "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
-    + _VGG16_NOTOP_FILE
-)
-_VGG16_NOTOP_HASH = "6d6bbae143d832006294945121d1f1fc"
 _VGG16_MIN_SIZE = 32
 
 
@@ -113,8 +107,9 @@ def build_model(name, input_shape, num_classes=10, *, vgg_weights="none",
         num_classes: int >= 2, the number of logits. Defaults to `10`.
         vgg_weights: str, initial weights of the VGG16 base (`"vgg16"`
             only): `"none"` (random initialization), `"imagenet"`
-            (downloads Keras' VGG16 no-top ImageNet weights into the Keras
-            cache, `~/.keras/models`; needs internet) or the path of a local
+            (`keras.applications.VGG16(weights="imagenet")`: Keras reads
+            `~/.keras/models/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5`
+            and downloads it first if it is missing) or the path of a local
             weights file, e.g. a copy of
             `vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5`. Defaults to
             `"none"`.
@@ -129,8 +124,9 @@ def build_model(name, input_shape, num_classes=10, *, vgg_weights="none",
             `num_classes`, `vgg_weights` or `seed`, an input too small for
             the model, or a weights file that is not VGG16 no-top weights.
         FileNotFoundError: if `vgg_weights` is a path that does not exist.
-        RuntimeError: if the ImageNet weights cannot be downloaded; the
-            message names the offline alternatives.
+        RuntimeError: if Keras cannot provide the ImageNet weights (e.g.
+            offline); the message names `vgg_weights`, the file Keras wanted
+            and the alternatives.
 
     Example:
 
@@ -156,7 +152,7 @@ def build_model(name, input_shape, num_classes=10, *, vgg_weights="none",
             f"vgg_weights applies only to model 'vgg16'; it must be 'none' "
             f"for model {name!r}, got {vgg_weights!r}")
     if seed is not None:
-        seed = _validation.check_int("seed", seed, 0, _SEED_MAX)
+        seed = _random_factor.validate_seed(seed)
     if name == "mlp":
         return _build_mlp(input_shape, num_classes, seed)
     if name == "cnn":
@@ -232,32 +228,43 @@ def _build_cnn(input_shape, num_classes, seed):
     return keras.Model(inputs, outputs, name="cnn")
 
 
-def _vgg16_weights_file(vgg_weights):
-    """Returns the local path of the VGG16 base weights, or None."""
-    if vgg_weights == "none":
-        return None
+def _keras_cache_file():
+    home = os.environ.get("KERAS_HOME", os.path.join("~", ".keras"))
+    return os.path.join(home, "models", _VGG16_NOTOP_FILE)
+
+
+def _vgg16_base(input_shape, vgg_weights):
+    """`keras.applications.VGG16` without top, with the requested weights."""
     offline = (
-        "Offline alternatives: vgg_weights=PATH with a local copy of "
-        f"{_VGG16_NOTOP_FILE} (e.g. put it in ~/.keras/models/ or anywhere "
-        "and pass its path), or vgg_weights='none' for random "
+        "Alternatives: vgg_weights=PATH, the path of a local copy of "
+        f"{_VGG16_NOTOP_FILE}, or vgg_weights='none' for random "
         "initialization.")
-    if vgg_weights == "imagenet":
-        try:
-            return keras.utils.get_file(
-                _VGG16_NOTOP_FILE, _VGG16_NOTOP_URL, cache_subdir="models",
-                file_hash=_VGG16_NOTOP_HASH)
-        except Exception as err:  # Any download failure: report the way out.
+    if vgg_weights not in ("none", "imagenet"):
+        path = os.path.expanduser(vgg_weights)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"vgg_weights must be 'none', 'imagenet' or the path of an "
+                f"existing weights file, got {vgg_weights!r} (no such file). "
+                + offline)
+        vgg_weights = path
+    weights = None if vgg_weights == "none" else vgg_weights
+    try:
+        return keras.applications.VGG16(
+            include_top=False, weights=weights, input_shape=input_shape,
+            name="vgg16_base")
+    except Exception as err:  # Keras' message alone does not name the way out.
+        if weights is None:
+            raise
+        if weights == "imagenet":
             raise RuntimeError(
-                "could not download the VGG16 ImageNet weights from "
-                f"{_VGG16_NOTOP_URL} ({type(err).__name__}: {err}). "
-                + offline) from err
-    path = os.path.expanduser(vgg_weights)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"vgg_weights must be 'none', 'imagenet' or the path of an "
-            f"existing weights file, got {vgg_weights!r} (no such file). "
-            + offline)
-    return path
+                "vgg_weights='imagenet': Keras could not provide "
+                f"{_keras_cache_file()} (it downloads the file when it is "
+                f"not there; {type(err).__name__}: {err}). " + offline
+            ) from err
+        raise ValueError(
+            f"vgg_weights file {weights!r} could not be loaded as VGG16 "
+            f"no-top weights (expected a file like {_VGG16_NOTOP_FILE}): "
+            f"{type(err).__name__}: {err}") from err
 
 
 def _build_vgg16(input_shape, num_classes, vgg_weights, seed):
@@ -266,19 +273,9 @@ def _build_vgg16(input_shape, num_classes, vgg_weights, seed):
         raise ValueError(
             "model 'vgg16' needs RGB images of at least 32x32 pixels, i.e. "
             f"input_shape=(>=32, >=32, 3), got input_shape={input_shape}")
-    weights_path = _vgg16_weights_file(vgg_weights)
-    base = keras.applications.VGG16(include_top=False, weights=None,
-                                    input_shape=input_shape, name="vgg16_base")
-    if weights_path is not None:
-        try:
-            base.load_weights(weights_path)
-        except Exception as err:  # Keras' message alone does not name it.
-            raise ValueError(
-                f"vgg_weights file {weights_path!r} could not be loaded as "
-                f"VGG16 no-top weights (expected a file like "
-                f"{_VGG16_NOTOP_FILE}): {type(err).__name__}: {err}") from err
+    base = _vgg16_base(input_shape, vgg_weights)
     init = _initializers(seed, 14)
-    if weights_path is None and seed is not None:
+    if vgg_weights == "none" and seed is not None:
         kernels = iter(init[1:])
         for layer in base.layers:
             if isinstance(layer, keras.layers.Conv2D):

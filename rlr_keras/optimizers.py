@@ -1,41 +1,15 @@
 """SGD with random learning rate (Musso, eq. 1-2) as a Keras 3 optimizer."""
 
-import numbers
-import random
+import warnings
 
 import keras
 from keras import ops
 
 from rlr_keras import _validation
 from rlr_keras import random_factor as _random_factor
-
-
-def validate_learning_rate(learning_rate):
-    """Returns a float learning rate as float; schedules/callables unchanged.
-
-    Raises:
-        ValueError: if a number is negative or not finite.
-    """
-    if isinstance(learning_rate, numbers.Real) and not isinstance(
-        learning_rate, bool
-    ):
-        return _validation.check_range("learning_rate", learning_rate, 0.0)
-    if isinstance(
-        learning_rate, keras.optimizers.schedules.LearningRateSchedule
-    ) or callable(learning_rate):
-        return learning_rate
-    raise ValueError(
-        "learning_rate must be a non-negative float, a "
-        "keras.optimizers.schedules.LearningRateSchedule or a callable, "
-        f"got {learning_rate!r}"
-    )
-
-
-def resolve_seed(seed):
-    """Returns `seed` validated, or a fresh seed in [0, 2**32 - 1] if None."""
-    if seed is None:
-        return random.SystemRandom().randrange(_random_factor.SEED_MAX + 1)
-    return _random_factor.validate_seed(seed)
+# Re-exported: they lived here before moving below `schedules`.
+from rlr_keras._validation import validate_learning_rate  # noqa: F401
+from rlr_keras.random_factor import resolve_seed  # noqa: F401
 
 
 @keras.saving.register_keras_serializable(package="rlr_keras")
@@ -63,8 +37,8 @@ class RandomLRSGD(keras.optimizers.Optimizer):
     is a pure function of (`seed`, k), computed by
     `rlr_keras.random_factor.random_factor`: the same seed gives the same
     stream, a restored optimizer continues it, every replica of a
-    `tf.distribute` strategy sees the same value, and eager, `tf.function`
-    and XLA steps agree bit for bit. `alpha_at(k)` returns it. k is
+    `tf.distribute` strategy sees the same value, and TensorFlow, JAX and
+    PyTorch, eager or compiled, agree bit for bit. `alpha_at(k)` returns it. k is
     `optimizer.iterations`, which counts real updates also with
     `gradient_accumulation_steps`; a step that `LossScaleOptimizer` skips for
     a non-finite gradient consumes no alpha.
@@ -146,7 +120,7 @@ class RandomLRSGD(keras.optimizers.Optimizer):
         name="random_lr_sgd",
         **kwargs,
     ):
-        learning_rate = validate_learning_rate(learning_rate)
+        learning_rate = _validation.validate_learning_rate(learning_rate)
         delta = _random_factor.validate_delta(delta)
         momentum = _validation.check_range(
             "momentum", momentum, 0.0, 1.0, high_open=True
@@ -157,7 +131,7 @@ class RandomLRSGD(keras.optimizers.Optimizer):
             raise ValueError(
                 "nesterov=True requires momentum in (0, 1), got momentum=0.0"
             )
-        coupled_weight_decay = _validation.check_range(
+        coupled_weight_decay = _validation.check_float32(
             "coupled_weight_decay", coupled_weight_decay, 0.0
         )
         super().__init__(
@@ -177,15 +151,22 @@ class RandomLRSGD(keras.optimizers.Optimizer):
         self.delta = delta
         self.momentum = momentum
         self.nesterov = nesterov
-        self.seed = resolve_seed(seed)
+        self.seed = _random_factor.resolve_seed(seed)
         self.coupled_weight_decay = coupled_weight_decay
 
     def alpha_at(self, step):
         """Returns alpha_k for optimizer iteration `step` (float32 tensor).
 
         Args:
-            step: int or integer tensor (any shape): the value of
-                `optimizer.iterations` at the start of the step.
+            step: non-negative int, NumPy integer array or integer tensor
+                (any shape): the value of `optimizer.iterations` at the start
+                of the step. Python and NumPy values are checked; tensors
+                are read modulo their integer width (see
+                `rlr_keras.random_factor.random_bits`).
+
+        Raises:
+            ValueError: for a negative or non-integer Python/NumPy `step`, or
+                a float tensor.
         """
         return _random_factor.random_factor(self.seed, step, self.delta)
 
@@ -201,7 +182,13 @@ class RandomLRSGD(keras.optimizers.Optimizer):
             )
 
     def update_step(self, gradient, variable, learning_rate):
-        """Applies eq. 1-2 to one variable."""
+        """Applies eq. 1-2 to one variable.
+
+        alpha_k is recomputed for each variable (a few dozen scalar integer
+        operations): Keras' public optimizer API has no per-step hook that
+        runs inside the compiled step on every backend, and compilers merge
+        the identical computations.
+        """
         dtype = variable.dtype
         learning_rate = ops.cast(learning_rate, dtype)
         alpha = ops.cast(self.alpha_at(self.iterations), dtype)
@@ -232,6 +219,24 @@ class RandomLRSGD(keras.optimizers.Optimizer):
         else:
             step = velocity
         self.assign_add(variable, ops.multiply(step, learning_rate))
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        """Creates the optimizer from its config; warns if it has no seed.
+
+        A config without `seed` (or with `seed=None`), e.g. written by hand
+        or by another optimizer, draws a fresh seed: the restored optimizer
+        then does not continue the alpha stream it was saved with.
+        """
+        if config.get("seed") is None:
+            warnings.warn(
+                f"{cls.__name__}.from_config: the config has no 'seed', so a "
+                "fresh random seed is drawn and the optimizer does not "
+                "continue the alpha stream it was saved with; put the "
+                "original seed in the config to resume it.",
+                stacklevel=2,
+            )
+        return super().from_config(config, custom_objects=custom_objects)
 
     def get_config(self):
         config = super().get_config()

@@ -104,7 +104,8 @@ def build(
         arXiv:2003.06926, 2020.
     """
     _validation.check_choice("name", name, PROTOCOLS)
-    learning_rate = _validation.check_range("learning_rate", learning_rate, 0.0)
+    learning_rate = _validation.check_float32("learning_rate", learning_rate,
+                                              0.0)
     if name == "random":
         if delta is None:
             delta = _DEFAULT_RANDOM_DELTA

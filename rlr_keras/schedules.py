@@ -6,13 +6,19 @@ Each schedule is a pure function of the step (or epoch) with a thin
 
 import math
 import numbers
+import warnings
 
 import keras
+import numpy as np
 from keras import ops
 
 from rlr_keras import _validation
-from rlr_keras import optimizers as _optimizers
 from rlr_keras import random_factor as _random_factor
+
+# l_tau <= 2 l must stay finite in a float32 learning-rate variable.
+_MAX_CYCLIC_LEARNING_RATE = _validation.FLOAT32_MAX / 2
+# The longest cycle looked up in a table (2 P float32 values, 8 MB).
+_MAX_TABLE_PERIOD = 2**20
 
 
 @keras.saving.register_keras_serializable(package="rlr_keras")
@@ -57,7 +63,7 @@ class RandomLearningRate(keras.optimizers.schedules.LearningRateSchedule):
     """
 
     def __init__(self, learning_rate, delta=1.0, seed=None):
-        learning_rate = _optimizers.validate_learning_rate(learning_rate)
+        learning_rate = _validation.validate_learning_rate(learning_rate)
         if not isinstance(learning_rate, float) and not isinstance(
             learning_rate, keras.optimizers.schedules.LearningRateSchedule
         ):
@@ -67,20 +73,27 @@ class RandomLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             )
         self.learning_rate = learning_rate
         self.delta = _random_factor.validate_delta(delta)
-        self.seed = _optimizers.resolve_seed(seed)
+        self.seed = _random_factor.resolve_seed(seed)
 
     def alpha_at(self, step):
-        """Returns alpha_k for step `step` (int or integer tensor)."""
+        """Returns alpha_k for step `step` (int or integer tensor).
+
+        Raises:
+            ValueError: for a negative or non-integer Python/NumPy `step`
+                (tensors are not checked; see
+                `rlr_keras.random_factor.random_bits`).
+        """
         return _random_factor.random_factor(self.seed, step, self.delta)
 
     def __call__(self, step):
+        alpha = self.alpha_at(step)  # Checks a Python step first.
         if isinstance(
             self.learning_rate, keras.optimizers.schedules.LearningRateSchedule
         ):
             base = ops.cast(self.learning_rate(step), "float32")
         else:
             base = ops.convert_to_tensor(self.learning_rate, "float32")
-        return ops.multiply(base, self.alpha_at(step))
+        return ops.multiply(base, alpha)
 
     def get_config(self):
         learning_rate = self.learning_rate
@@ -94,7 +107,16 @@ class RandomLearningRate(keras.optimizers.schedules.LearningRateSchedule):
 
     @classmethod
     def from_config(cls, config):
+        """Creates the schedule from its config; warns if it has no seed."""
         config = dict(config)
+        if config.get("seed") is None:
+            warnings.warn(
+                f"{cls.__name__}.from_config: the config has no 'seed', so a "
+                "fresh random seed is drawn and the schedule does not "
+                "continue the alpha stream it was saved with; put the "
+                "original seed in the config to resume it.",
+                stacklevel=2,
+            )
         if isinstance(config["learning_rate"], dict):
             config["learning_rate"] = keras.saving.deserialize_keras_object(
                 config["learning_rate"]
@@ -104,6 +126,34 @@ class RandomLearningRate(keras.optimizers.schedules.LearningRateSchedule):
 
 def _is_number(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _eq21(learning_rate, period, epoch):
+    """l (1 + cos(pi tau / P)) in double precision, tau reduced mod 2 P."""
+    if float(period).is_integer() and float(epoch).is_integer():
+        epoch = int(epoch) % (2 * int(period))
+    return learning_rate * (1.0 + math.cos(math.pi * epoch / period))
+
+
+def _check_cyclic_learning_rate(learning_rate):
+    return _validation.check_range(
+        "learning_rate", learning_rate, 0.0, _MAX_CYCLIC_LEARNING_RATE)
+
+
+def _cycle_table(learning_rate, period):
+    """The 2 P float32 values of one cycle, for an integer period P."""
+    if not period.is_integer():
+        raise ValueError(
+            "period must be a whole number of epochs when the epoch is a "
+            "tensor (one cycle of 2 * period values is looked up), got "
+            f"{period!r}; use Python numbers (e.g. the CyclicCosine "
+            "callback) for a fractional period")
+    if period > _MAX_TABLE_PERIOD:
+        raise ValueError(
+            f"period must be at most {_MAX_TABLE_PERIOD} epochs when the "
+            f"epoch is a tensor, got {period!r}")
+    return np.array([_eq21(learning_rate, period, tau)
+                     for tau in range(2 * int(period))], np.float32)
 
 
 def cyclic_cosine(learning_rate, period, epoch):
@@ -123,21 +173,27 @@ def cyclic_cosine(learning_rate, period, epoch):
 
     This is the only implementation of eq. 21 in the package; the
     `CyclicCosineSchedule` adapter and the `rlr_keras.callbacks.CyclicCosine`
-    callback both call it.
+    callback both call it. For integer P and tau the cosine is evaluated at
+    tau mod 2 P, in double precision; a tensor `epoch` looks the float32
+    roundings of those same values up in a table of one cycle. So on every
+    backend, eagerly or compiled, the tensor result equals the Python result
+    rounded to float32 (the value a float32 learning-rate variable holds),
+    bit for bit, without float64 tensors.
 
     Args:
-        learning_rate: float >= 0 or a float tensor: the mean learning
-            rate l.
-        period: float > 0 or a tensor: P, in epochs.
-        epoch: number >= 0 or a numeric tensor (any shape): tau.
+        learning_rate: float in [0, 1.7e38] (2 l must be finite in
+            float32): the mean learning rate l.
+        period: float > 0: P, in epochs; a whole number when `epoch` is a
+            tensor.
+        epoch: number >= 0, or an integer tensor (any shape): tau.
 
     Returns:
-        A Python float when every argument is a Python (or NumPy) number,
-        computed in double precision; otherwise a float32 tensor with the
-        shape of `epoch`.
+        A Python float when `epoch` is a Python (or NumPy) number; otherwise
+        a float32 tensor with the shape of `epoch`.
 
     Raises:
-        ValueError: for a Python-number argument outside the ranges above.
+        ValueError: for an argument outside the ranges above, a fractional
+            `period` with a tensor `epoch`, or a non-integer tensor `epoch`.
 
     Example:
 
@@ -145,21 +201,24 @@ def cyclic_cosine(learning_rate, period, epoch):
     >>> [round(cyclic_cosine(0.1, period=2, epoch=tau), 6) for tau in range(4)]
     [0.2, 0.1, 0.0, 0.1]
     """
-    if all(_is_number(v) for v in (learning_rate, period, epoch)):
-        learning_rate = _validation.check_range(
-            "learning_rate", learning_rate, 0.0
-        )
-        period = _validation.check_range("period", period, 0.0, low_open=True)
+    learning_rate = _check_cyclic_learning_rate(learning_rate)
+    period = _validation.check_range("period", period, 0.0, low_open=True)
+    if _is_number(epoch):
         epoch = _validation.check_range("epoch", epoch, 0.0)
-        return learning_rate * (1.0 + math.cos(math.pi * epoch / period))
-    # Double precision, rounded once: near l_tau = 0 a float32 phase would
-    # leave an error of about 1e-6 l instead of one float32 rounding.
-    learning_rate, period, epoch = (
-        ops.cast(v, "float64") for v in (learning_rate, period, epoch)
-    )
-    return ops.cast(
-        learning_rate * (1.0 + ops.cos(math.pi * epoch / period)), "float32"
-    )
+        return _eq21(learning_rate, period, epoch)
+    return _look_up(_cycle_table(learning_rate, period), epoch)
+
+
+def _look_up(table, epoch):
+    """table[epoch mod len(table)] for an integer tensor `epoch`."""
+    epoch = ops.convert_to_tensor(epoch)
+    dtype = keras.backend.standardize_dtype(epoch.dtype)
+    if "int" not in dtype:
+        raise ValueError(
+            f"epoch must be a number or an integer tensor, got a tensor of "
+            f"dtype {dtype}")
+    index = ops.mod(epoch, ops.convert_to_tensor(len(table), dtype))
+    return ops.take(ops.convert_to_tensor(table, "float32"), index)
 
 
 @keras.saving.register_keras_serializable(package="rlr_keras")
@@ -182,9 +241,16 @@ class CyclicCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
     l_tau v, as in the paper); with `keras.optimizers.SGD` it multiplies the
     gradient inside the velocity, which differs when l_tau changes.
 
+    The values are exactly those of the callback: one cycle of `cyclic_cosine`
+    is computed in double precision at construction and rounded to float32,
+    and step k reads entry (k // S) mod 2 P, so every backend, eager or
+    compiled, gives the same bits.
+
     Args:
-        learning_rate: float >= 0: the mean learning rate l.
-        period: float > 0: P, half the cycle, in epochs.
+        learning_rate: float in [0, 1.7e38]: the mean learning rate l.
+        period: whole number > 0: P, half the cycle, in epochs (the
+            `rlr_keras.callbacks.CyclicCosine` callback also takes a
+            fractional P).
         steps_per_epoch: int >= 1: S, the number of optimizer steps in one
             epoch (with `gradient_accumulation_steps`, count real updates).
 
@@ -206,21 +272,34 @@ class CyclicCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
     """
 
     def __init__(self, learning_rate, period, steps_per_epoch):
-        self.learning_rate = _validation.check_range(
-            "learning_rate", learning_rate, 0.0
-        )
+        self.learning_rate = _check_cyclic_learning_rate(learning_rate)
         self.period = _validation.check_range(
             "period", period, 0.0, low_open=True
         )
+        if not self.period.is_integer():
+            raise ValueError(
+                "period must be a whole number of epochs for "
+                f"CyclicCosineSchedule, got {period!r}; use the CyclicCosine "
+                "callback for a fractional period")
         self.steps_per_epoch = _validation.check_int(
             "steps_per_epoch", steps_per_epoch, 1
         )
+        self._table = _cycle_table(self.learning_rate, self.period)
 
     def __call__(self, step):
+        if isinstance(step, (numbers.Number, np.ndarray, np.generic, list)):
+            step = np.asarray(step)
+            if step.dtype.kind not in "iu" or (step.size and step.min() < 0):
+                raise ValueError(
+                    f"step must be a non-negative integer, got {step!r}")
+        step = ops.convert_to_tensor(step)
+        dtype = keras.backend.standardize_dtype(step.dtype)
+        if "int" not in dtype:
+            raise ValueError(
+                f"step must be an integer tensor, got dtype {dtype}")
         epoch = ops.floor_divide(
-            ops.cast(step, "int64"), ops.cast(self.steps_per_epoch, "int64")
-        )
-        return cyclic_cosine(self.learning_rate, self.period, epoch)
+            step, ops.convert_to_tensor(self.steps_per_epoch, dtype))
+        return _look_up(self._table, epoch)
 
     def get_config(self):
         return {

@@ -104,6 +104,8 @@ def test_cyclic_protocol_mean_learning_rate_over_a_cycle_is_l():
     ("cyclic", dict(), "period is required"),
     ("cyclic", dict(period=0), "period"),
     ("constant", dict(learning_rate=-0.1), "learning_rate"),
+    ("random", dict(learning_rate=1e300), "learning_rate must be finite in"),
+    ("cyclic", dict(learning_rate=2e38, period=6), "learning_rate"),
     ("constant", dict(momentum=1.0), "momentum"),
     ("constant", dict(nesterov=True), "nesterov"),
     ("random", dict(seed=-1), "seed"),

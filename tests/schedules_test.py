@@ -1,6 +1,7 @@
 """Tests for the cosine cycle of rlr_keras.schedules against NumPy.
 
-`RandomLearningRate` is tested in random_learning_rate_test.py.
+`RandomLearningRate` is tested in optimizers_test.py and
+random_factor_test.py.
 """
 
 import keras
@@ -32,18 +33,40 @@ def test_cyclic_cosine_matches_numpy_over_two_cycles(period):
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-18)
 
 
+def _int_tensor(values):
+    return keras.ops.convert_to_tensor(np.asarray(values), "int32")
+
+
 @pytest.mark.parametrize("period", PAPER_PERIODS)
-def test_cyclic_cosine_on_tensors_matches_numpy(period):
+def test_cyclic_cosine_on_tensors_equals_python_values_in_float32(period):
     learning_rate = 0.005
     epochs = np.arange(2 * 2 * period)
-    got = cyclic_cosine(learning_rate, period,
-                        keras.ops.convert_to_tensor(epochs))
+    got = cyclic_cosine(learning_rate, period, _int_tensor(epochs))
     assert keras.backend.standardize_dtype(got.dtype) == "float32"
     assert tuple(got.shape) == epochs.shape
+    python = np.array([cyclic_cosine(learning_rate, period, int(tau))
+                       for tau in epochs], np.float32)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(got), python)
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(got),
-        reference_cyclic_cosine(learning_rate, period, epochs),
+        python, reference_cyclic_cosine(learning_rate, period, epochs),
         rtol=2**-23, atol=1e-12 * learning_rate)
+
+
+def test_python_path_reduces_epoch_modulo_the_cycle():
+    for tau in range(12):
+        assert cyclic_cosine(0.01, 6, tau + 12 * 1000) == cyclic_cosine(
+            0.01, 6, tau)
+    # A fractional period is evaluated directly.
+    assert cyclic_cosine(0.01, 2.5, 1) == pytest.approx(
+        0.01 * (1 + np.cos(np.pi / 2.5)), rel=1e-15)
+
+
+def test_tensor_epoch_needs_whole_period_and_integer_dtype():
+    with pytest.raises(ValueError, match="period must be a whole number"):
+        cyclic_cosine(0.01, 2.5, _int_tensor([0, 1]))
+    with pytest.raises(ValueError, match="epoch must be a number or an "
+                       "integer tensor"):
+        cyclic_cosine(0.01, 2, keras.ops.convert_to_tensor([0.0, 1.0]))
 
 
 @pytest.mark.parametrize("period", PAPER_PERIODS)
@@ -74,19 +97,50 @@ def test_cyclic_cosine_rejects_invalid_numbers(kwargs, message):
 # CyclicCosineSchedule --------------------------------------------------------
 
 
+def _compilers():
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+        return [tf.function, lambda f: tf.function(f, jit_compile=True)]
+    if backend == "jax":
+        import jax  # pylint: disable=g-import-not-at-top
+
+        return [jax.jit]
+    return []  # Keras' PyTorch backend runs eagerly by default.
+
+
 @pytest.mark.parametrize("period, steps_per_epoch", [(6, 1), (3, 7), (18, 2)])
-def test_schedule_matches_numpy_every_step_over_two_cycles(
+def test_schedule_equals_python_values_every_step_over_two_cycles(
         period, steps_per_epoch):
     learning_rate = 0.005
     schedule = CyclicCosineSchedule(learning_rate, period, steps_per_epoch)
     steps = np.arange(2 * 2 * period * steps_per_epoch)
-    expected = reference_cyclic_cosine(
-        learning_rate, period, steps // steps_per_epoch)
-    vectorized = keras.ops.convert_to_numpy(schedule(steps))
-    np.testing.assert_allclose(vectorized, expected, rtol=2**-23,
-                               atol=1e-12 * learning_rate)
-    one_by_one = [float(schedule(int(k))) for k in steps]
-    np.testing.assert_array_equal(one_by_one, vectorized)
+    python = np.array([cyclic_cosine(learning_rate, period,
+                                     int(k) // steps_per_epoch)
+                       for k in steps], np.float32)
+    vectorized = keras.ops.convert_to_numpy(schedule(_int_tensor(steps)))
+    np.testing.assert_array_equal(vectorized, python)
+    one_by_one = [keras.ops.convert_to_numpy(schedule(int(k)))
+                  for k in steps]
+    np.testing.assert_array_equal(one_by_one, python)
+    for compile_fn in _compilers():
+        compiled = compile_fn(schedule.__call__)
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(compiled(_int_tensor(steps))), python)
+    np.testing.assert_allclose(
+        python, reference_cyclic_cosine(
+            learning_rate, period, steps // steps_per_epoch),
+        rtol=2**-23, atol=1e-12 * learning_rate)
+
+
+def test_schedule_reads_the_optimizer_counter_far_into_training():
+    schedule = CyclicCosineSchedule(0.005, period=6, steps_per_epoch=235)
+    optimizer = RandomLRSGD(learning_rate=schedule, delta=0.0, seed=0)
+    for k in (0, 235 * 12 * 1000 + 5, 2**31 - 1):
+        optimizer.iterations.assign(k)
+        assert float(keras.ops.convert_to_numpy(optimizer.learning_rate)) \
+            == np.float32(cyclic_cosine(0.005, 6, k // 235))
 
 
 def test_schedule_drives_random_lr_sgd_step_by_step():
@@ -123,8 +177,9 @@ def test_schedule_serialize_deserialize():
     assert isinstance(restored, CyclicCosineSchedule)
     assert restored.get_config() == schedule.get_config()
     steps = np.arange(200)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(restored(steps)),
-                                  keras.ops.convert_to_numpy(schedule(steps)))
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(restored(_int_tensor(steps))),
+        keras.ops.convert_to_numpy(schedule(_int_tensor(steps))))
 
 
 def test_schedule_survives_model_save_and_load(tmp_path):
@@ -150,6 +205,10 @@ def test_schedule_survives_model_save_and_load(tmp_path):
     (dict(learning_rate=0.1, period=6, steps_per_epoch=2.5),
      "steps_per_epoch"),
     (dict(learning_rate="0.1", period=6, steps_per_epoch=1), "learning_rate"),
+    (dict(learning_rate=0.1, period=2.5, steps_per_epoch=1),
+     "period must be a whole number of epochs for CyclicCosineSchedule"),
+    (dict(learning_rate=1e300, period=6, steps_per_epoch=1),
+     r"learning_rate must be in \[0, 1.70141e\+38\]"),
 ])
 def test_schedule_rejects_invalid_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
