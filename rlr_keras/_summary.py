@@ -10,9 +10,15 @@ shown by TensorBoard next to the tensor summaries that
 
 import collections
 import glob
+import itertools
 import os
 
 import numpy as np
+
+
+# Two writers of one directory opened in the same second (the monitors and
+# EpochSummaries all write `<log_dir>/train`) need distinct file names.
+_FILE_NUMBERS = itertools.count()
 
 
 class SummaryWriter:
@@ -32,7 +38,9 @@ class SummaryWriter:
             # Imported here: reading TensorBoard files needs no writer.
             import tensorboardX  # pylint: disable=g-import-not-at-top
 
-            self._writer = tensorboardX.SummaryWriter(self.log_dir)
+            self._writer = tensorboardX.SummaryWriter(
+                self.log_dir,
+                filename_suffix=f".{os.getpid()}.{next(_FILE_NUMBERS)}")
         return self._writer
 
     def scalar(self, tag, value, step):

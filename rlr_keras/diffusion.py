@@ -442,6 +442,12 @@ def resolve_loss(loss_fn, name="loss_fn"):
     return loss_fn
 
 
+def _as_numpy(value):
+    if isinstance(value, (np.ndarray, np.generic)):
+        return np.asarray(value)  # Kept as is: PyTorch would make float64
+    return np.asarray(ops.convert_to_numpy(value))  # float32.
+
+
 def as_arrays(structure, name):
     """Returns `structure` with NumPy arrays as leaves, or raises ValueError.
 
@@ -459,8 +465,7 @@ def as_arrays(structure, name):
             f"{name} must be an array (or a dict/tuple of arrays) with the "
             f"examples along the first axis, got {kind}; convert it with "
             "np.asarray")
-    arrays = keras.tree.map_structure(
-        lambda t: np.asarray(ops.convert_to_numpy(t)), structure)
+    arrays = keras.tree.map_structure(_as_numpy, structure)
     for leaf in keras.tree.flatten(arrays):
         if np.issubdtype(leaf.dtype, np.floating) and not np.all(
                 np.isfinite(leaf)):

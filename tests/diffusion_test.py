@@ -33,6 +33,11 @@ def _reference_diffusion(gradients, delta):
 
 
 def _float64_available():
+    if BACKEND == "torch":
+        # Keras' PyTorch backend loses float64 digits in this model: a loop
+        # of its own per-example gradients agrees with estimate_diffusion
+        # but differs from the float64 closed form at 5e-7 (float32-like).
+        return False
     if BACKEND != "jax":
         return True
     import jax  # noqa: PLC0415
@@ -178,7 +183,7 @@ def test_estimate_does_not_include_regularization():
 
 
 @pytest.mark.skipif(not _float64_available(),
-                    reason="JAX computes in float32 without jax_enable_x64")
+                    reason="needs exact float64 (JAX: jax_enable_x64; see above)")
 def test_factored_path_keeps_precision_when_mean_gradient_dominates():
     # Nearly equal inputs and residuals: sum_j |g_j|^2 is over 1e5 times
     # sum_j |g_j - g|^2, so sum_j |a_j|^2 |delta_j|^2 - b |M|^2 cancels
