@@ -157,11 +157,12 @@ def _to_numpy(values):
 
 
 def _general_chunk_function(model, loss_fn, jit_compile):
-    """Returns (trainable, non_trainable, x, y) -> per-variable gradients.
+    """Returns (trainable, non_trainable, x, y) -> (sums, centred).
 
-    Each result has the examples of the chunk along axis 0.
+    Per variable: the sum over the chunk's examples of their gradients and
+    sum_j |g_j - m|^2 (m the chunk's mean gradient), reduced where the
+    per-example gradients are, so that only these leave the device.
     """
-
     # `stateless_call` passes keyword arguments on to `call` as given, while
     # `__call__` drops a `training` that `call` does not take.
     parameters = inspect.signature(model.call).parameters
@@ -174,20 +175,26 @@ def _general_chunk_function(model, loss_fn, jit_compile):
         return _example_loss(loss_fn, y, keras.tree.map_structure(
             lambda t: t[0], prediction))
 
-    return _compile(_vmap(_grad(example_loss), (None, None, 0, 0)),
-                    jit_compile)
+    per_example = _vmap(_grad(example_loss), (None, None, 0, 0))
+
+    def chunk(trainable, non_trainable, x, y):
+        gradients = per_example(trainable, non_trainable, x, y)
+        sums = [ops.sum(g, axis=0) for g in gradients]
+        centred = [
+            ops.sum(ops.square(ops.subtract(g, ops.divide(
+                s, ops.cast(ops.shape(g)[0], g.dtype)))))
+            for g, s in zip(gradients, sums)]
+        return sums, centred
+
+    return _compile(chunk, jit_compile)
 
 
 def _general_moments(function, model, x, y):
     """Per-variable gradient sums and sum_j |g_j - m|^2 of one chunk."""
-    gradients = _to_numpy(function(
+    sums, centred = function(
         [v.value for v in model.trainable_variables],
-        [v.value for v in model.non_trainable_variables], x, y))
-    sums = [g.sum(axis=0) for g in gradients]
-    count = len(gradients[0])
-    centred = sum(float(np.sum(np.square(g - s / count)))
-                  for g, s in zip(gradients, sums))
-    return sums, centred
+        [v.value for v in model.non_trainable_variables], x, y)
+    return _to_numpy(sums), float(np.sum(_to_numpy(centred)))
 
 
 # Factored path: chains of Dense layers -----------------------------------------

@@ -397,17 +397,11 @@ SPARSE_CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def _compiled_mlp(optimizer, seed=1, loss=SPARSE_CE):
-    rng = np.random.default_rng(seed)
-    model = keras.Sequential([
-        keras.Input((6,)),
-        keras.layers.Dense(8, activation="tanh"),
-        keras.layers.Dense(3),
-    ])
-    model.set_weights([0.5 * rng.normal(size=w.shape)
-                       for w in model.get_weights()])
+    # The fixed-weight MLP of the estimate_diffusion tests.
+    from diffusion_test import _mlp  # noqa: PLC0415
+
+    model, x, y = _mlp(seed)
     model.compile(optimizer=optimizer, loss=loss)
-    x = rng.normal(size=(20, 6)).astype("float32")
-    y = rng.integers(0, 3, size=(20,))
     return model, x, y
 
 
