@@ -15,6 +15,7 @@ from rlr_keras.schedules import RandomLearningRate
 # Protocols and monitoring (callbacks, protocols).
 from rlr_keras import protocols
 from rlr_keras.callbacks import CyclicCosine
+from rlr_keras.callbacks import EpochSummaries
 from rlr_keras.callbacks import LearningRateMonitor
 from rlr_keras.protocols import PROTOCOLS
 from rlr_keras.protocols import Protocol
@@ -22,11 +23,11 @@ from rlr_keras.schedules import CyclicCosineSchedule
 from rlr_keras.schedules import cyclic_cosine
 
 # Effective temperature.
-from rlr_keras.temperature import DiffusionEstimate
+from rlr_keras.callbacks import TemperatureMonitor
+from rlr_keras.diffusion import DiffusionEstimate
+from rlr_keras.diffusion import estimate_diffusion
 from rlr_keras.temperature import Hyperparameters
-from rlr_keras.temperature import TemperatureMonitor
 from rlr_keras.temperature import effective_temperature
-from rlr_keras.temperature import estimate_diffusion
 from rlr_keras.temperature import match_temperature
 
 # Models and data.

@@ -2,8 +2,11 @@
 
 `CyclicCosine` sets the learning rate of eq. 21 of Musso at the start of every
 epoch. `LearningRateMonitor` writes the random factor alpha, the effective step
-size l * alpha and per-epoch statistics to TensorBoard, next to the summaries
-of `keras.callbacks.TensorBoard`.
+size l * alpha and per-epoch statistics to TensorBoard, `TemperatureMonitor`
+the diffusion coefficient D and the effective temperature T, and
+`EpochSummaries` the epoch logs, in the layout of
+`keras.callbacks.TensorBoard`. All run on every Keras backend: their
+TensorBoard files are written without TensorFlow (`tensorboardX`).
 """
 
 import os
@@ -13,16 +16,24 @@ import numpy as np
 from keras import ops
 
 from rlr_keras import _optimizer_utils
+from rlr_keras import _summary
 from rlr_keras import _validation
+from rlr_keras import diffusion as _diffusion
 from rlr_keras import schedules as _schedules
+from rlr_keras import temperature as _temperature
+from rlr_keras.random_factor import alpha_second_moment
+from rlr_keras.random_factor import validate_delta
 
 
-def _tf():
-    # TensorFlow only where summaries are written, so that the protocols
-    # (CyclicCosine) import on any Keras backend.
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-    return tf
+def _check_log_dir(log_dir, none_allowed=False):
+    if log_dir is None and none_allowed:
+        return None
+    try:
+        return os.fspath(log_dir)
+    except TypeError:
+        allowed = "a str or path-like" + (" or None" if none_allowed else "")
+        raise ValueError(
+            f"log_dir must be {allowed}, got {log_dir!r}") from None
 
 
 def _model_optimizer(callback):
@@ -144,7 +155,7 @@ class LearningRateMonitor(keras.callbacks.Callback):
     At optimizer step k the update uses the learning rate l_k and the random
     factor alpha_k, so the effective step size is l_k * alpha_k (the step
     that moves `optimizer.iterations` from k to k + 1 uses alpha_k). This
-    callback writes, with `tf.summary` into `<log_dir>/train` (the directory
+    callback writes, without TensorFlow, into `<log_dir>/train` (the directory
     `keras.callbacks.TensorBoard(log_dir)` writes its training summaries to,
     so both appear in the same TensorBoard run):
 
@@ -205,12 +216,7 @@ class LearningRateMonitor(keras.callbacks.Callback):
 
     def __init__(self, log_dir="logs", update_freq=100):
         super().__init__()
-        try:
-            self.log_dir = os.fspath(log_dir)
-        except TypeError:
-            raise ValueError(
-                f"log_dir must be a str or path-like, got {log_dir!r}"
-            ) from None
+        self.log_dir = _check_log_dir(log_dir)
         if isinstance(update_freq, str):
             update_freq = _validation.check_choice(
                 "update_freq", update_freq, ("epoch",)
@@ -225,98 +231,39 @@ class LearningRateMonitor(keras.callbacks.Callback):
     # --- Where l and alpha come from. -------------------------------------
 
     def _iterations(self):
-        return int(ops.convert_to_numpy(_model_optimizer(self).iterations))
+        return _optimizer_utils.iterations(_model_optimizer(self))
 
     def _alphas(self, steps):
         """Returns alpha for each optimizer step in `steps`, as float32."""
-        optimizer = _model_optimizer(self)
-        sources = [
-            getattr(owner, "alpha_at")
-            for owner in (
-                optimizer, _optimizer_utils.learning_rate_object(optimizer)
-            )
-            if hasattr(owner, "alpha_at")
-        ]
-        steps = np.asarray(steps, dtype=np.int64)
-        alphas = np.ones(steps.shape, dtype=np.float32)
-        for alpha_at in sources:
-            alphas = alphas * ops.convert_to_numpy(
-                self._compiled(alpha_at)(steps.ravel())
-            ).astype(np.float32).reshape(steps.shape)
-        return alphas
-
-    def _compiled(self, alpha_at):
-        tf = _tf()
-        # One traced graph per alpha source: eager keras.ops calls cost
-        # ~10x more per callback call, and the values are bit-identical.
-        cache = self.__dict__.setdefault("_alpha_functions", {})
-        key = id(alpha_at.__self__)
-        if key not in cache:
-            cache[key] = tf.function(
-                alpha_at, input_signature=[tf.TensorSpec([None], tf.int64)]
-            )
-        return cache[key]
+        return _optimizer_utils.alphas_at(_model_optimizer(self), steps)
 
     def _base_learning_rates(self, steps):
         """Returns l (without alpha) at each optimizer step in `steps`."""
-        learning_rate = _optimizer_utils.learning_rate_object(
-            _model_optimizer(self)
-        )
-        if hasattr(learning_rate, "alpha_at") and hasattr(
-            learning_rate, "learning_rate"
-        ):
-            learning_rate = learning_rate.learning_rate  # RandomLearningRate.
-        if isinstance(
-            learning_rate, keras.optimizers.schedules.LearningRateSchedule
-        ):
-            return np.array(
-                [
-                    ops.convert_to_numpy(
-                        learning_rate(ops.convert_to_tensor(k, "int64"))
-                    )
-                    for k in np.ravel(steps)
-                ],
-                dtype=np.float32,
-            ).reshape(np.shape(steps))
-        if callable(learning_rate) and not isinstance(
-            learning_rate, keras.Variable
-        ):
-            learning_rate = learning_rate()
-        # A variable holds one value between two callback calls.
-        return np.full(
-            np.shape(steps),
-            ops.convert_to_numpy(learning_rate),
-            dtype=np.float32,
-        )
+        return _optimizer_utils.learning_rates_at(_model_optimizer(self),
+                                                  steps)
 
     # --- Writing. -----------------------------------------------------------
 
     @property
     def _train_writer(self):
-        tf = _tf()
         if self._writer is None:
-            self._writer = tf.summary.create_file_writer(
-                os.path.join(self.log_dir, "train")
-            )
+            self._writer = _summary.SummaryWriter(
+                os.path.join(self.log_dir, "train"))
         return self._writer
 
     def _write_steps(self, start, stop):
         """Writes the per-step points for optimizer steps in [start, stop)."""
-        tf = _tf()
         first = -(-start // self.update_freq) * self.update_freq
         steps = np.arange(first, stop, self.update_freq, dtype=np.int64)
         if steps.size == 0:
             return
         alphas = self._alphas(steps)
         learning_rates = self._base_learning_rates(steps)
-        with self._train_writer.as_default():
-            for k, alpha, learning_rate in zip(steps, alphas, learning_rates):
-                tf.summary.scalar(self.STEP_ALPHA_TAG, alpha, step=int(k))
-                tf.summary.scalar(
-                    self.STEP_EFFECTIVE_LEARNING_RATE_TAG,
-                    learning_rate * alpha,
-                    step=int(k),
-                )
+        writer = self._train_writer
+        for k, alpha, learning_rate in zip(steps, alphas, learning_rates):
+            writer.scalar(self.STEP_ALPHA_TAG, alpha, k)
+            writer.scalar(self.STEP_EFFECTIVE_LEARNING_RATE_TAG,
+                          learning_rate * alpha, k)
 
     # --- Callback hooks. ----------------------------------------------------
 
@@ -333,7 +280,6 @@ class LearningRateMonitor(keras.callbacks.Callback):
         self._last_step = stop
 
     def on_epoch_end(self, epoch, logs=None):
-        tf = _tf()
         stop = self._iterations()
         if self.update_freq != "epoch":
             self._write_steps(self._last_step, stop)
@@ -341,26 +287,18 @@ class LearningRateMonitor(keras.callbacks.Callback):
         if stop <= self._epoch_first_step:
             return
         alphas = self._alphas(np.arange(self._epoch_first_step, stop))
-        with self._train_writer.as_default():
-            tf.summary.scalar(
-                self.EPOCH_LEARNING_RATE_TAG,
-                self._base_learning_rates([self._epoch_first_step])[0],
-                step=epoch,
-            )
-            tf.summary.scalar(
-                self.EPOCH_ALPHA_MEAN_TAG,
-                np.mean(alphas, dtype=np.float64),
-                step=epoch,
-            )
-            tf.summary.scalar(
-                self.EPOCH_ALPHA_STD_TAG,
-                np.std(alphas, dtype=np.float64),
-                step=epoch,
-            )
-            tf.summary.histogram(
-                self.EPOCH_ALPHA_HISTOGRAM_TAG, alphas, step=epoch
-            )
-        self._train_writer.flush()
+        writer = self._train_writer
+        writer.scalar(
+            self.EPOCH_LEARNING_RATE_TAG,
+            self._base_learning_rates([self._epoch_first_step])[0],
+            epoch,
+        )
+        writer.scalar(self.EPOCH_ALPHA_MEAN_TAG,
+                      np.mean(alphas, dtype=np.float64), epoch)
+        writer.scalar(self.EPOCH_ALPHA_STD_TAG,
+                      np.std(alphas, dtype=np.float64), epoch)
+        writer.histogram(self.EPOCH_ALPHA_HISTOGRAM_TAG, alphas, epoch)
+        writer.flush()
 
     def on_train_end(self, logs=None):
         if self._writer is not None:
@@ -369,6 +307,259 @@ class LearningRateMonitor(keras.callbacks.Callback):
 
     def get_config(self):
         return {"log_dir": self.log_dir, "update_freq": self.update_freq}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+
+def _deserialize_arrays(value):
+    # `serialize_keras_object` stores NumPy arrays nested in a config as
+    # {"class_name": "__numpy__", ...}; `from_config` receives them so.
+    if isinstance(value, dict):
+        if value.get("class_name") == "__numpy__":
+            return keras.saving.deserialize_keras_object(value)
+        return {k: _deserialize_arrays(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_deserialize_arrays(v) for v in value)
+    return value
+
+
+@keras.saving.register_keras_serializable(package="rlr_keras")
+class TemperatureMonitor(keras.callbacks.Callback):
+    """Measures the diffusion coefficient D and the temperature T in training.
+
+    At the end of every `frequency`-th epoch (epochs 0, k, 2k, ... as in
+    `keras.callbacks.TensorBoard(histogram_freq=k)`) the callback measures D
+    on the fixed probe set `(x, y)` with `rlr_keras.estimate_diffusion` and
+    computes
+
+        T = l * D / (2 * C * (1 - mu))                          (eq. 20)
+
+    with `l` the optimizer's current mean learning rate, `mu` its `momentum`
+    (0 for optimizers without one), `C = batch_size` and `D` the measured
+    diffusion, whose `<alpha^2>` is that of `delta` or, by default, of the
+    optimizer's random factor (the product of the optimizer's and its
+    schedule's, if both are random). Both are written into the epoch logs
+    under `"diffusion"` and `"temperature"` (so `History`, `CSVLogger`,
+    `EpochSummaries` and `keras.callbacks.TensorBoard` see them, if listed
+    after this callback) and, if `log_dir` is given, as TensorBoard scalars
+    `epoch_diffusion` and `epoch_temperature` at step = epoch in
+    `<log_dir>/train`, the directory and tags of
+    `keras.callbacks.TensorBoard(log_dir)`. With a TensorBoard or
+    `EpochSummaries` callback after this one, leave `log_dir=None`: it writes
+    the two new log entries itself. Runs on every Keras backend.
+
+    Args:
+        x: array (or nested structure of arrays): the probe inputs, held
+            fixed for the whole training.
+        y: array (or nested structure): the probe targets.
+        batch_size: int >= 1, the training mini-batch size `C` (a callback
+            cannot read it from `fit`).
+        loss: the data loss used for D: a `keras.losses.Loss`, a loss name
+            or a registered loss function, or `None` for the model's compiled
+            loss. Defaults to `None`.
+        delta: float in [0, 1], the random-factor half-width, or `None` to
+            read it from the optimizer (and its learning-rate schedule; no
+            random factor gives `<alpha^2> = 1`). Defaults to `None`.
+        frequency: int >= 1, measure every `frequency` epochs. Defaults to
+            `1`.
+        probe_batch_size: int >= 1, chunk size of the per-example gradient
+            computation. Defaults to `256`.
+        log_dir: str, path-like or `None`: TensorBoard log directory.
+            Defaults to `None` (logs only).
+        jit_compile: bool, compile the measurement with XLA (TensorFlow,
+            JAX). Defaults to `False`.
+
+    Raises:
+        ValueError: at construction for an argument outside the ranges
+            above or an invalid probe set (see `estimate_diffusion`); at
+            measurement if the model has no single loss and `loss` is None.
+
+    Example:
+
+    >>> model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mean_squared_error")
+    >>> x = np.ones((8, 3), "float32")
+    >>> monitor = TemperatureMonitor(x, x[:, :1], batch_size=4)
+    >>> history = model.fit(x, x[:, :1], batch_size=4, callbacks=[monitor],
+    ...                     verbose=0)
+    >>> "temperature" in history.history
+    True
+
+    References:
+        D. Musso, "Stochastic gradient descent with random learning rate",
+        2020, eq. 20 and Appendix A.
+    """
+
+    def __init__(self, x, y, batch_size, loss=None, delta=None, frequency=1,
+                 probe_batch_size=256, log_dir=None, jit_compile=False):
+        super().__init__()
+        self.x = _diffusion.as_arrays(x, "x")
+        self.y = _diffusion.as_arrays(y, "y")
+        _diffusion.check_probe(self.x, self.y)
+        self.batch_size = _validation.check_int("batch_size", batch_size, 1)
+        if loss is not None and not isinstance(loss, (str, dict)):
+            loss = _diffusion.resolve_loss(loss, "loss")
+        self.loss = loss
+        self.delta = None if delta is None else validate_delta(delta)
+        self.frequency = _validation.check_int("frequency", frequency, 1)
+        self.probe_batch_size = _validation.check_int(
+            "probe_batch_size", probe_batch_size, 1)
+        self.log_dir = _check_log_dir(log_dir, none_allowed=True)
+        self.jit_compile = bool(jit_compile)
+        self._writer = None
+
+    def _loss(self):
+        loss = self.loss if self.loss is not None else self.model.loss
+        if loss is None or isinstance(loss, (list, tuple)) or (
+                isinstance(loss, dict) and "class_name" not in loss):
+            raise ValueError(
+                "TemperatureMonitor needs a single loss: pass loss= or "
+                f"compile the model with one, got {loss!r}")
+        return _diffusion.resolve_loss(loss, "loss")
+
+    def measure(self):
+        """Returns (D, T) for the model's current weights."""
+        optimizer = _model_optimizer(self)
+        second_moment = (
+            alpha_second_moment(self.delta) if self.delta is not None
+            else _optimizer_utils.optimizer_alpha_second_moment(optimizer))
+        pieces = _diffusion.estimate_diffusion(
+            self.model, self._loss(), self.x, self.y,
+            batch_size=self.probe_batch_size, return_pieces=True,
+            jit_compile=self.jit_compile)
+        diffusion = _diffusion.diffusion_from_moments(
+            second_moment, pieces.mean_squared_norm,
+            pieces.squared_mean_norm, pieces.num_weights)
+        temperature = _temperature.effective_temperature(
+            _optimizer_utils.mean_learning_rate(optimizer), self.batch_size,
+            _optimizer_utils.momentum(optimizer), diffusion)
+        return diffusion, temperature
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch % self.frequency:
+            return
+        diffusion, temperature = self.measure()
+        if logs is not None:
+            logs["diffusion"] = diffusion
+            logs["temperature"] = temperature
+        if self.log_dir is not None:
+            if self._writer is None:
+                self._writer = _summary.SummaryWriter(
+                    os.path.join(self.log_dir, "train"))
+            self._writer.scalar("epoch_diffusion", diffusion, epoch)
+            self._writer.scalar("epoch_temperature", temperature, epoch)
+            self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def get_config(self):
+        loss = self.loss
+        if loss is not None and not isinstance(loss, (str, dict)):
+            loss = keras.losses.serialize(loss)
+        return {
+            "x": self.x,
+            "y": self.y,
+            "batch_size": self.batch_size,
+            "loss": loss,
+            "delta": self.delta,
+            "frequency": self.frequency,
+            "probe_batch_size": self.probe_batch_size,
+            "log_dir": self.log_dir,
+            "jit_compile": self.jit_compile,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["x"] = _deserialize_arrays(config["x"])
+        config["y"] = _deserialize_arrays(config["y"])
+        if isinstance(config.get("loss"), dict):
+            config["loss"] = keras.losses.deserialize(config["loss"])
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="rlr_keras")
+class EpochSummaries(keras.callbacks.Callback):
+    """Writes the epoch logs to TensorBoard, like `keras.callbacks.TensorBoard`.
+
+    At the end of every epoch each scalar entry `name` of the epoch logs
+    (loss, accuracy, learning_rate, diffusion, temperature, ...) is written
+    as `epoch_<name>` at step = epoch into `<log_dir>/train`, and each
+    `val_<name>` as `epoch_<name>` into `<log_dir>/validation`: the tags and
+    directories of `keras.callbacks.TensorBoard(log_dir)`'s epoch summaries,
+    written without TensorFlow, so on every Keras backend. As Keras' callback
+    does, it adds `learning_rate`, the optimizer's current learning rate,
+    when the logs have none and the optimizer's learning rate is a float.
+    Put it after the callbacks that add entries to the logs
+    (`TemperatureMonitor`, `CyclicCosine`). Non-scalar entries are skipped.
+
+    Args:
+        log_dir: str or path-like: the TensorBoard log directory. Defaults to
+            `"logs"`.
+
+    Raises:
+        ValueError: if `log_dir` is not a str or path-like.
+
+    Example:
+
+    >>> import os, tempfile, numpy as np, keras
+    >>> from rlr_keras.callbacks import EpochSummaries
+    >>> log_dir = tempfile.mkdtemp()
+    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> _ = model.fit(np.ones((8, 4)), np.ones((8, 1)), verbose=0,
+    ...               validation_data=(np.ones((4, 4)), np.ones((4, 1))),
+    ...               callbacks=[EpochSummaries(log_dir)])
+    >>> sorted(os.listdir(log_dir))
+    ['train', 'validation']
+    """
+
+    def __init__(self, log_dir="logs"):
+        super().__init__()
+        self.log_dir = _check_log_dir(log_dir)
+        self._writers = {}
+
+    def _writer(self, name):
+        if name not in self._writers:
+            self._writers[name] = _summary.SummaryWriter(
+                os.path.join(self.log_dir, name))
+        return self._writers[name]
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        optimizer = getattr(self.model, "optimizer", None)
+        learning_rate = (
+            None if optimizer is None
+            else _optimizer_utils.learning_rate_object(
+                _optimizer_utils.unwrap(optimizer)))
+        if "learning_rate" not in logs and isinstance(learning_rate,
+                                                      keras.Variable):
+            logs["learning_rate"] = float(
+                ops.convert_to_numpy(learning_rate))
+        for key, value in logs.items():
+            value = np.asarray(ops.convert_to_numpy(value))
+            if value.size != 1 or not np.issubdtype(value.dtype, np.number):
+                continue
+            if key.startswith("val_"):
+                name, key = "validation", key[len("val_"):]
+            else:
+                name = "train"
+            self._writer(name).scalar(f"epoch_{key}", value.item(), epoch)
+        for writer in self._writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+    def get_config(self):
+        return {"log_dir": self.log_dir}
 
     @classmethod
     def from_config(cls, config):

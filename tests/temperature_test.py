@@ -1,21 +1,24 @@
-"""Tests for rlr_keras.temperature against hand computations and NumPy."""
+"""Tests for rlr_keras.temperature and experiments/temperature.py.
+
+Against hand computations and the paper's equal-temperature pairs; the
+command line through the real script in a subprocess.
+"""
 
 import math
+import os
+import subprocess
+import sys
 
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from rlr_keras import RandomLRSGD
-from rlr_keras import RandomLearningRate
-from rlr_keras import temperature
-from rlr_keras.random_factor import alpha_second_moment
 from rlr_keras.temperature import Hyperparameters
-from rlr_keras.temperature import TemperatureMonitor
 from rlr_keras.temperature import effective_temperature
-from rlr_keras.temperature import estimate_diffusion
 from rlr_keras.temperature import match_temperature
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "experiments"))
+import temperature as temperature_script  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
 # effective_temperature --------------------------------------------------------
@@ -139,15 +142,53 @@ def test_effective_temperature_invalid_arguments_raise(args, message):
         effective_temperature(*args)
 
 
-# Command line -----------------------------------------------------------------
+def test_all_temperatures_are_finite_at_momentum_near_one():
+    assert math.isfinite(effective_temperature(1e-3, 1, 1 - 1e-12))
 
 
-def test_command_line_prints_matching_configuration(capsys):
-    assert temperature.main([
-        "--learning_rate=2e-4", "--batch_size=60", "--momentum=0",
-        "--match", "batch_size=30"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines == [
+@pytest.mark.parametrize("args, message", [
+    ((1e308, 1, 0.999999), "not a finite float"),
+    ((2e-4, 10**400), "not a finite float"),
+])
+def test_effective_temperature_out_of_float_range_raises(args, message):
+    with pytest.raises(ValueError, match=message):
+        effective_temperature(*args)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(learning_rate=1e-300, batch_size=60, new_learning_rate=1e300),
+     "batch_size=inf is beyond the float range"),
+    (dict(learning_rate=5e-324, batch_size=10**6, new_batch_size=2),
+     "underflows to 0"),
+])
+def test_planner_out_of_float_range_raises(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        match_temperature(**kwargs)
+
+
+def test_moved_names_still_resolve_from_the_temperature_module():
+    from rlr_keras import callbacks, diffusion, temperature  # noqa: PLC0415
+
+    assert temperature.TemperatureMonitor is callbacks.TemperatureMonitor
+    assert temperature.estimate_diffusion is diffusion.estimate_diffusion
+
+
+# Command line (experiments/temperature.py) ------------------------------------
+
+
+def _run_script(*args):
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "experiments", "temperature.py"),
+         *args],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "PYTHONPATH": REPO})
+
+
+def test_command_line_prints_matching_configuration():
+    result = _run_script("--learning_rate=2e-4", "--batch_size=60",
+                         "--momentum=0", "--match", "batch_size=30")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
         "reference: learning_rate=0.0002 batch_size=60 momentum=0 "
         "T/D=1.66667e-06",
         "matched:   learning_rate=0.0001 batch_size=30 momentum=0 "
@@ -155,436 +196,48 @@ def test_command_line_prints_matching_configuration(capsys):
     ]
 
 
-def test_command_line_solves_momentum(capsys):
-    temperature.main([
-        "--learning_rate=2.5e-3", "--batch_size=60", "--momentum=0.75",
-        "--match", "batch_size=30", "--solve_for=momentum"])
-    assert "momentum=0.5 " in capsys.readouterr().out.splitlines()[1]
+@pytest.mark.parametrize("args, message", [
+    (["--match", "batch_size=30", "--match", "batch_size=40"],
+     "error: --match gives batch_size twice (30 and '40'); give each name "
+     "at most once"),
+    (["--match", "learning_rate=1e300", "--learning_rate=1e-300"],
+     "error: no batch size matches the reference temperature: the solution "
+     "batch_size=inf is beyond the float range"),
+])
+def test_command_line_errors_are_one_line_without_traceback(args, message):
+    result = _run_script("--learning_rate=2e-4", "--batch_size=60", *args)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == message
 
 
-@pytest.mark.parametrize("extra", [
-    ["--match", "batch_size"],
-    ["--match", "size=3"],
-    ["--match", "batch_size=x"],
+def test_run_solves_momentum():
+    lines = temperature_script.run(learning_rate=2.5e-3, batch_size=60,
+                                   momentum=0.75, match=["batch_size=30"],
+                                   solve_for="momentum")
+    assert "momentum=0.5 " in lines[1]
+
+
+@pytest.mark.parametrize("match, message", [
+    (["batch_size"], "must be NAME=VALUE"),
+    (["size=3"], "must be NAME=VALUE"),
+    (["batch_size=x"], "--match batch_size must be a int, got 'x'"),
+    (["momentum=0.1", "momentum=0.2"], "gives momentum twice"),
+])
+def test_run_rejects_bad_match(match, message):
+    with pytest.raises(ValueError, match=message):
+        temperature_script.run(learning_rate=2e-4, batch_size=60, match=match)
+
+
+def test_run_reports_unsolvable_request():
     # Halving C at fixed l needs a negative momentum.
-    ["--match", "batch_size=30", "--solve_for=momentum"],
-])
-def test_command_line_bad_input_exits_with_usage_error(extra, capsys):
-    with pytest.raises(SystemExit) as raised:
-        temperature.main(["--learning_rate=2e-4", "--batch_size=60"] + extra)
-    assert raised.value.code == 2
-    assert "error:" in capsys.readouterr().err
-
-
-# estimate_diffusion -----------------------------------------------------------
-
-
-def _linear_problem(num_examples=23, num_inputs=4, num_outputs=2):
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(num_examples, num_inputs))
-    y = rng.normal(size=(num_examples, num_outputs))
-    model = keras.Sequential([
-        keras.Input((num_inputs,), dtype="float64"),
-        keras.layers.Dense(num_outputs, dtype="float64",
-                           bias_initializer="random_normal"),
-    ])
-    return model, x, y
-
-
-def _reference_diffusion(gradients, delta):
-    """D of Appendix A from an (N, n) matrix of per-example gradients."""
-    gradients = np.asarray(gradients, np.float64)
-    second_moment = 1.0 + delta**2 / 3.0  # Written out independently.
-    mean = gradients.mean(axis=0)
-    num_weights = gradients.shape[1]
-    return (second_moment * np.mean(np.sum(gradients**2, axis=1))
-            - mean @ mean) / num_weights
-
-
-@pytest.mark.parametrize("delta", [0.0, 0.5, 1.0])
-def test_linear_least_squares_matches_closed_form(delta):
-    model, x, y = _linear_problem()
-    kernel, bias = (np.asarray(w) for w in model.get_weights())
-    residual = x @ kernel + bias - y  # (N, k)
-    k = y.shape[1]
-    # f_j = (1/k) sum_o r_jo^2: dW = (2/k) x_j r_j^T, db = (2/k) r_j.
-    grad_kernel = 2.0 / k * x[:, :, None] * residual[:, None, :]
-    grad_bias = 2.0 / k * residual
-    gradients = np.concatenate(
-        [grad_kernel.reshape(len(x), -1), grad_bias], axis=1)
-    expected = _reference_diffusion(gradients, delta)
-    # Chunks of 7 leave an uneven last chunk.
-    got = estimate_diffusion(model, "mean_squared_error", x, y, delta=delta,
-                             batch_size=7)
-    assert abs(got - expected) <= 1e-5 * abs(expected)
-
-
-def _small_mlp(seed=1):
-    keras.utils.set_random_seed(seed)
-    model = keras.Sequential([
-        keras.Input((6,)),
-        keras.layers.Dense(8, activation="tanh"),
-        keras.layers.Dense(3),
-    ])
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(20, 6)).astype("float32")
-    y = rng.integers(0, 3, size=(20,))
-    return model, x, y
-
-
-def _loop_gradients(model, loss_fn, x, y):
-    rows = []
-    for j in range(len(x)):
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y[j:j + 1], model(x[j:j + 1], training=False))
-        grads = tape.gradient(loss, model.trainable_variables)
-        rows.append(np.concatenate(
-            [np.asarray(g, np.float64).ravel() for g in grads]))
-    return np.stack(rows)
-
-
-def test_small_mlp_vectorized_matches_per_example_loop():
-    model, x, y = _small_mlp()
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    gradients = _loop_gradients(model, loss_fn, x, y)
-    expected = _reference_diffusion(gradients, 0.7)
-    got = estimate_diffusion(model, loss_fn, x, y, delta=0.7, batch_size=8,
-                             return_pieces=True)
-    mean = gradients.mean(axis=0)
-    assert got.num_weights == gradients.shape[1] == 6 * 8 + 8 + 8 * 3 + 3
-    assert got.num_examples == 20
-    np.testing.assert_allclose(got.squared_mean_norm, mean @ mean, rtol=1e-5)
-    np.testing.assert_allclose(
-        got.mean_squared_norm, np.mean(np.sum(gradients**2, axis=1)),
-        rtol=1e-5)
-    assert abs(got.diffusion - expected) <= 1e-5 * abs(expected)
-
-
-def test_jit_compile_gives_same_estimate():
-    model, x, y = _small_mlp()
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    eager = estimate_diffusion(model, loss_fn, x, y, batch_size=8)
-    compiled = estimate_diffusion(model, loss_fn, x, y, batch_size=8,
-                                  jit_compile=True)
-    assert compiled == pytest.approx(eager, rel=1e-5)
-
-
-def test_delta_enters_only_through_alpha_second_moment(monkeypatch):
-    model, x, y = _small_mlp()
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    base = estimate_diffusion(model, loss_fn, x, y, return_pieces=True)
-    for delta in (0.25, 1.0):
-        pieces = estimate_diffusion(model, loss_fn, x, y, delta=delta,
-                                    return_pieces=True)
-        assert pieces.mean_squared_norm == base.mean_squared_norm
-        assert pieces.squared_mean_norm == base.squared_mean_norm
-        assert pieces.diffusion == pytest.approx(
-            (alpha_second_moment(delta) * base.mean_squared_norm
-             - base.squared_mean_norm) / base.num_weights, rel=1e-12)
-    # The second moment comes from rlr_keras.random_factor, not a copy.
-    monkeypatch.setattr(temperature, "alpha_second_moment", lambda d: 5.0)
-    patched = estimate_diffusion(model, loss_fn, x, y, delta=0.3)
-    assert patched == pytest.approx(
-        (5.0 * base.mean_squared_norm - base.squared_mean_norm)
-        / base.num_weights, rel=1e-12)
-
-
-def test_estimate_does_not_include_regularization():
-    model, x, y = _small_mlp()
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    before = estimate_diffusion(model, loss_fn, x, y, delta=1.0)
-    model.layers[0].kernel_regularizer = keras.regularizers.L2(10.0)
-    model.layers[0].add_loss(tf.constant(3.0))
-    after = estimate_diffusion(model, loss_fn, x, y, delta=1.0)
-    assert after == before
-
-
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(delta=1.5), r"delta must be in \[0, 1\], got 1.5"),
-    (dict(batch_size=0), "batch_size must be an integer"),
-])
-def test_estimate_invalid_arguments_raise(kwargs, message):
-    model, x, y = _small_mlp()
-    with pytest.raises(ValueError, match=message):
-        estimate_diffusion(model, "mean_squared_error", x, y, **kwargs)
-
-
-def test_estimate_empty_probe_set_raises():
-    model, x, y = _small_mlp()
-    with pytest.raises(ValueError, match="at least one example"):
-        estimate_diffusion(model, "mean_squared_error", x[:0], y[:0])
-
-
-# Factored Dense gradients versus the vectorized reference ---------------------
-
-
-def _functional_mlp():
-    keras.utils.set_random_seed(2)
-    inputs = keras.Input((2, 3))
-    hidden = keras.layers.Flatten()(inputs)
-    hidden = keras.layers.Dense(8, activation="tanh")(hidden)
-    hidden = keras.layers.Dense(5, activation="relu", use_bias=False)(hidden)
-    outputs = keras.layers.Dense(3)(hidden)
-    return keras.Model(inputs, outputs)
-
-
-def _conv_dense():
-    keras.utils.set_random_seed(3)
-    return keras.Sequential([
-        keras.Input((6, 6, 2)),
-        keras.layers.Conv2D(3, 3, activation="relu"),
-        keras.layers.Flatten(),
-        keras.layers.Dense(4, activation="tanh"),
-        keras.layers.Dense(3),
-    ])
-
-
-def _branching():
-    keras.utils.set_random_seed(4)
-    inputs = keras.Input((6,))
-    hidden = keras.layers.Dense(5, activation="tanh")(inputs)
-    merged = keras.layers.Concatenate()([hidden, inputs])
-    return keras.Model(inputs, keras.layers.Dense(3)(merged))
-
-
-class _Subclassed(keras.Model):
-
-    def __init__(self):
-        super().__init__()
-        self.hidden = keras.layers.Dense(5, activation="tanh")
-        self.logits = keras.layers.Dense(3)
-
-    def call(self, inputs):
-        return self.logits(self.hidden(inputs))
-
-
-def _subclassed():
-    keras.utils.set_random_seed(5)
-    model = _Subclassed()
-    model(np.zeros((1, 6), "float32"))
-    return model
-
-
-def _shared_layer():
-    keras.utils.set_random_seed(6)
-    inputs = keras.Input((6,))
-    shared = keras.layers.Dense(6, activation="tanh")
-    outputs = keras.layers.Dense(3)(shared(shared(inputs)))
-    return keras.Model(inputs, outputs)
-
-
-def _probe(input_shape, seed=0, num_examples=19):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(num_examples,) + input_shape).astype("float32")
-    return x, rng.integers(0, 3, size=(num_examples,))
-
-
-def _check_moments(model, x, y, method):
-    """_gradient_moments with `method` against a per-example loop."""
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    gradients = _loop_gradients(model, loss_fn, x, y)
-    mean = gradients.mean(axis=0)
-    # Chunks of 7 leave an uneven last chunk.
-    count, got_mean, scatter = temperature._gradient_moments(
-        model, loss_fn, x, y, 7, False, method)
-    assert count == len(x)
-    np.testing.assert_allclose(got_mean, mean, rtol=1e-5,
-                               atol=1e-6 * np.abs(mean).max())
-    np.testing.assert_allclose(scatter, np.sum((gradients - mean)**2),
-                               rtol=1e-5)
-    return count, got_mean, scatter
-
-
-@pytest.mark.parametrize("build, input_shape, factored", [
-    (lambda: _small_mlp()[0], (6,), (True, True)),
-    (_functional_mlp, (2, 3), (False, True, True, True)),
-    (_conv_dense, (6, 6, 2), (False, False, True, True)),
-])
-def test_factored_method_matches_vectorized_and_loop(
-        build, input_shape, factored):
-    model = build()
-    x, y = _probe(input_shape)
-    plan = temperature._layer_chain(model, x)
-    assert plan is not None and plan.factored == factored
-    _, fast_mean, fast_scatter = _check_moments(model, x, y, "factored")
-    _, mean, scatter = _check_moments(model, x, y, "vectorized")
-    np.testing.assert_allclose(fast_mean, mean, rtol=1e-5,
-                               atol=1e-6 * np.abs(mean).max())
-    assert fast_scatter == pytest.approx(scatter, rel=1e-5)
-
-
-@pytest.mark.parametrize("build", [_branching, _subclassed, _shared_layer])
-def test_unsupported_models_fall_back_to_vectorized_method(build):
-    model = build()
-    x, y = _probe((6,))
-    assert temperature._layer_chain(model, x) is None
-    _check_moments(model, x, y, "auto")
-    with pytest.raises(ValueError, match="method='factored' needs a chain"):
-        temperature._gradient_moments(
-            model, "mean_squared_error", x, y, 7, False, "factored")
-
-
-def test_model_1_uses_factored_method():
-    from rlr_keras.models import build_model  # noqa: PLC0415
-    model = build_model("mlp", (28, 28, 1), seed=0)
-    plan = temperature._layer_chain(model, np.zeros((2, 28, 28, 1)))
-    assert plan is not None and plan.factored == (False, True, True)
-    # An input whose rank the model would adjust takes the reference method.
-    assert temperature._layer_chain(model, np.zeros((2, 28, 28))) is None
-
-
-def test_factored_method_keeps_precision_when_mean_gradient_dominates():
-    # Nearly equal inputs and residuals: sum_j |g_j|^2 is over 1e5 times
-    # sum_j |g_j - g|^2, so sum_j |a_j|^2 |delta_j|^2 - b |M|^2 cancels
-    # more than five digits (float64 keeps the result to ~1e-9 here).
-    model, x, y = _linear_problem()
-    rng = np.random.default_rng(1)
-    x = 10.0 + 1e-3 * rng.normal(size=x.shape)
-    kernel, bias = (np.asarray(w) for w in model.get_weights())
-    y = x @ kernel + bias - 5.0 + 1e-3 * rng.normal(size=y.shape)
-    residual = x @ kernel + bias - y
-    k = y.shape[1]
-    gradients = np.concatenate([
-        (2.0 / k * x[:, :, None] * residual[:, None, :]).reshape(len(x), -1),
-        2.0 / k * residual], axis=1)
-    mean = gradients.mean(axis=0)
-    scatter = np.sum((gradients - mean)**2)
-    assert np.sum(gradients**2) > 1e5 * scatter
-    assert temperature._layer_chain(model, x) is not None
-    got = estimate_diffusion(model, "mean_squared_error", x, y, batch_size=7,
-                             return_pieces=True)
-    expected = scatter / len(x) / gradients.shape[1]
-    assert abs(got.diffusion - expected) <= 1e-5 * expected
-
-
-# TemperatureMonitor -----------------------------------------------------------
-
-
-def _compiled_mlp(optimizer):
-    model, x, y = _small_mlp()
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    return model, x, y
-
-
-def test_monitor_writes_diffusion_and_temperature_to_logs():
-    model, x, y = _compiled_mlp(
-        RandomLRSGD(learning_rate=0.05, delta=1.0, momentum=0.5, seed=0))
-    monitor = TemperatureMonitor(x[:12], y[:12], batch_size=5, frequency=2,
-                                 probe_batch_size=5)
-    history = model.fit(x, y, batch_size=5, epochs=3, callbacks=[monitor],
-                        verbose=0)
-    # Measured at the end of epochs 0 and 2.
-    assert len(history.history["diffusion"]) == 2
-    assert len(history.history["temperature"]) == 2
-    diffusion = history.history["diffusion"][-1]
-    expected = estimate_diffusion(model, model.loss, x[:12], y[:12],
-                                  delta=1.0)
-    assert diffusion == pytest.approx(expected, rel=1e-6)
-    assert history.history["temperature"][-1] == pytest.approx(
-        0.05 * diffusion / (2 * 5 * (1 - 0.5)), rel=1e-6)
-
-
-def test_monitor_uses_mean_of_random_learning_rate_schedule():
-    schedule = RandomLearningRate(0.02, delta=0.6, seed=3)
-    model, x, y = _compiled_mlp(
-        keras.optimizers.SGD(learning_rate=schedule, momentum=0.9))
-    model.fit(x, y, batch_size=10, epochs=1, verbose=0)
-    monitor = TemperatureMonitor(x, y, batch_size=10)
-    monitor.set_model(model)
-    diffusion, temp = monitor.measure()
-    assert diffusion == pytest.approx(
-        estimate_diffusion(model, model.loss, x, y, delta=0.6), rel=1e-6)
-    assert temp == pytest.approx(
-        0.02 * diffusion / (2 * 10 * (1 - 0.9)), rel=1e-6)
-
-
-def test_monitor_takes_zero_momentum_for_optimizers_without_one():
-    model, x, y = _compiled_mlp(keras.optimizers.Adam(learning_rate=1e-3))
-    monitor = TemperatureMonitor(x, y, batch_size=4, loss="mean_squared_error",
-                                 delta=0.0)
-    monitor.set_model(model)
-    model.optimizer.build(model.trainable_variables)
-    diffusion, temp = monitor.measure()
-    assert temp == pytest.approx(1e-3 * diffusion / 8, rel=1e-6)
-
-
-def _read_scalars(directory):
-    scalars = {}
-    for path in tf.io.gfile.glob(str(directory / "events.out.tfevents.*")):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                scalars.setdefault(value.tag, []).append(
-                    (event.step, float(tf.make_ndarray(value.tensor))))
-    return scalars
-
-
-def test_monitor_writes_tensorboard_scalars(tmp_path):
-    model, x, y = _compiled_mlp(keras.optimizers.SGD(learning_rate=0.01))
-    monitor = TemperatureMonitor(x, y, batch_size=10, log_dir=str(tmp_path))
-    history = model.fit(x, y, batch_size=10, epochs=2, callbacks=[monitor],
-                        verbose=0)
-    scalars = _read_scalars(tmp_path / "train")
-    assert [step for step, _ in scalars["epoch_diffusion"]] == [0, 1]
-    np.testing.assert_allclose(
-        [v for _, v in scalars["epoch_diffusion"]],
-        history.history["diffusion"], rtol=1e-6)
-    np.testing.assert_allclose(
-        [v for _, v in scalars["epoch_temperature"]],
-        history.history["temperature"], rtol=1e-6)
-
-
-def test_monitor_config_round_trip():
-    x = np.arange(12, dtype="float32").reshape(4, 3)
-    y = np.arange(4)
-    monitor = TemperatureMonitor(
-        x, y, batch_size=32,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        delta=0.5, frequency=3, probe_batch_size=2, log_dir="logs")
-    config = monitor.get_config()
-    assert set(config) == {"x", "y", "batch_size", "loss", "delta",
-                           "frequency", "probe_batch_size", "log_dir",
-                           "jit_compile"}
-    assert not any(callable(v) for v in config.values())
-    restored = TemperatureMonitor.from_config(config)
-    again = restored.get_config()
-    np.testing.assert_array_equal(again.pop("x"), config.pop("x"))
-    np.testing.assert_array_equal(again.pop("y"), config.pop("y"))
-    assert again == config
-
-    serialized = keras.saving.serialize_keras_object(monitor)
-    assert serialized["registered_name"] == "rlr_keras>TemperatureMonitor"
-    clone = keras.saving.deserialize_keras_object(serialized)
-    assert isinstance(clone, TemperatureMonitor)
-    np.testing.assert_array_equal(clone.x, x)
-    assert clone.loss.get_config()["from_logits"]
-    assert clone.frequency == 3 and clone.delta == 0.5
-
-
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(batch_size=0), "batch_size must be an integer"),
-    (dict(frequency=0), "frequency must be an integer"),
-    (dict(delta=2.0), "delta must be in"),
-    (dict(probe_batch_size=-1), "probe_batch_size must be an integer"),
-    (dict(log_dir=3), "log_dir must be a path"),
-    (dict(y=np.ones((3,))), "y must hold as many examples as x"),
-])
-def test_monitor_invalid_arguments_raise(kwargs, message):
-    arguments = dict(x=np.ones((4, 3)), y=np.ones((4,)), batch_size=8)
-    arguments.update(kwargs)
-    with pytest.raises(ValueError, match=message):
-        TemperatureMonitor(**arguments)
-
-
-def test_monitor_without_loss_raises_clear_error():
-    model, x, y = _small_mlp()
-    model.compile(optimizer="sgd")
-    monitor = TemperatureMonitor(x, y, batch_size=4)
-    monitor.set_model(model)
-    with pytest.raises(ValueError, match="needs a single loss"):
-        monitor.measure()
-
-
-def test_all_temperatures_are_finite_at_momentum_near_one():
-    assert math.isfinite(effective_temperature(1e-3, 1, 1 - 1e-12))
+    with pytest.raises(ValueError, match=r"no momentum in \[0, 1\)"):
+        temperature_script.run(learning_rate=2e-4, batch_size=60,
+                               match=["batch_size=30"], solve_for="momentum")
+
+
+def test_run_turns_overflow_into_value_error():
+    with pytest.raises(ValueError, match="float"):
+        temperature_script.run(learning_rate=2e-4, batch_size=10**400,
+                               match=["batch_size=2"])
