@@ -236,11 +236,6 @@ def steps(points):
     return [step for step, _ in points]
 
 
-@pytest.mark.xfail(
-    keras.backend.backend() == "torch", strict=True,
-    reason="RandomLRSGD.alpha_at returns values outside [1 - delta, "
-           "1 + delta] on the PyTorch backend (rlr_keras.random_factor, "
-           "reported to its owner); the monitor logs what alpha_at returns")
 def test_monitor_writes_expected_tags_and_points_with_exact_alpha(tmp_path):
     optimizer = RandomLRSGD(learning_rate=0.05, delta=1.0, seed=7)
     events = fit_and_read(tmp_path, optimizer)  # 2 epochs of 10 steps.
