@@ -170,13 +170,13 @@ def num_replicas(strategy):
     """Returns the replicas of a tf.distribute strategy, DataParallel or None."""
     if strategy is None:
         return 1
-    if hasattr(strategy, "num_replicas_in_sync"):  # tf.distribute.
+    if _is_tf_strategy(strategy):
         return strategy.num_replicas_in_sync
     return int(strategy.device_mesh.devices.size)  # keras.distribution.
 
 
 def _is_tf_strategy(strategy):
-    return hasattr(strategy, "num_replicas_in_sync")
+    return hasattr(strategy, "extended")  # What tf.distribute strategies have.
 
 
 def make_strategy(name, *, devices=None, collective_timeout_s=None):
@@ -530,5 +530,8 @@ def _to_tf_dataset(batches):
         for index in range(batches.num_batches):
             yield batches[index]
 
-    return tf.data.Dataset.from_generator(
-        generate, output_signature=signature).prefetch(tf.data.AUTOTUNE)
+    dataset = tf.data.Dataset.from_generator(
+        generate, output_signature=signature)
+    # A known length, so that Keras' evaluation does not run into the end.
+    return dataset.apply(tf.data.experimental.assert_cardinality(
+        batches.num_batches)).prefetch(tf.data.AUTOTUNE)

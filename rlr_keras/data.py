@@ -286,8 +286,10 @@ class ArrayBatches(keras.utils.PyDataset):
     another, `steps_per_epoch(N, batch_size)` batches each, and epoch e
     visits the examples in `epoch_order(N, seed=seed, epoch=e)`. Give it to
     Keras once for all epochs, `model.fit(batches, epochs=epochs,
-    initial_epoch=initial_epoch, steps_per_epoch=batches.steps_per_epoch)`:
-    Keras then keeps one iterator across the epochs, so that batch i of
+    initial_epoch=initial_epoch, steps_per_epoch=batches.steps_per_epoch,
+    shuffle=False)` (Keras' `shuffle=True`, the default, would reorder the
+    batches with Python's global random state): Keras then keeps one
+    iterator across the epochs, so that batch i of
     the dataset is step i of the run. Index i is batch `i % steps` of epoch
     `initial_epoch + i // steps`, so the batches are a pure function of
     (seed, epoch, step).
@@ -403,7 +405,7 @@ def train_pipeline(images, labels, *, batch_size, seed, epochs,
     drop_remainder=drop_remainder)` batches for each of the epochs
     `initial_epoch, ..., epochs - 1`. Iterate it once across all epochs: in
     Keras, `model.fit(batches, epochs=epochs, initial_epoch=initial_epoch,
-    steps_per_epoch=batches.steps_per_epoch)`.
+    steps_per_epoch=batches.steps_per_epoch, shuffle=False)`.
 
     Args:
         images: uint8 array (N, height, width, channels).

@@ -88,7 +88,7 @@ def test_killed_sweep_resumes_without_repeating_or_losing_runs(tmp_path):
                 for name, value in _BASE.items()]
     process = subprocess.Popen(
         command, cwd=_REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=_REPO))
     try:
         # Kill as soon as the first run is done and the second has started.
         deadline = time.monotonic() + 120
@@ -138,7 +138,7 @@ def test_killed_sweep_resumes_without_repeating_or_losing_runs(tmp_path):
 
 
 def test_hparams_summary_names_the_grid_coordinates(tmp_path):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from tensorboard.backend.event_processing import event_file_loader  # noqa: E402,E501
     from tensorboard.plugins.hparams import plugin_data_pb2  # noqa: E402
 
     run_dir = str(tmp_path / "run")
@@ -147,8 +147,8 @@ def test_hparams_summary_names_the_grid_coordinates(tmp_path):
     log_dir = os.path.join(run_dir, "tensorboard")
     (name,) = os.listdir(log_dir)
     found = {}
-    for event in tf.compat.v1.train.summary_iterator(
-            os.path.join(log_dir, name)):
+    for event in event_file_loader.EventFileLoader(
+            os.path.join(log_dir, name)).Load():
         for value in event.summary.value:
             if value.metadata.plugin_data.plugin_name == "hparams":
                 data = plugin_data_pb2.HParamsPluginData.FromString(
@@ -156,6 +156,7 @@ def test_hparams_summary_names_the_grid_coordinates(tmp_path):
                 if data.HasField("session_start_info"):
                     info = data.session_start_info
                     found = {key: info.hparams[key] for key in info.hparams}
+                    assert info.group_name == "random_batch_size=60_seed=0"
     assert found["protocol"].string_value == "random"
     assert found["batch_size"].number_value == 60
     assert found["seed"].number_value == 0
