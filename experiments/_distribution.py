@@ -167,7 +167,7 @@ def make_data_parallel(devices=None):
 
 
 def num_replicas(strategy):
-    """Returns the replicas of a tf.distribute strategy, DataParallel or None."""
+    """Returns the replicas of a tf.distribute strategy or a DataParallel."""
     if strategy is None:
         return 1
     if _is_tf_strategy(strategy):
@@ -519,7 +519,7 @@ def distribute_dataset(dataset, strategy):
 
 
 def _to_tf_dataset(batches):
-    """Returns the batches of a `keras.utils.PyDataset`, in order, as tf.data."""
+    """Returns the batches of a `keras.utils.PyDataset` in order, as tf.data."""
     tf = _tf()
     first = batches[0]
     signature = tuple(

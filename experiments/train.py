@@ -40,9 +40,10 @@ Fault tolerance: a run killed at any point (even SIGKILL) and started again
 with the same command resumes after the last completed epoch; with
 `--deterministic` it ends with the same weights and metrics as an
 uninterrupted run on CPU, on every backend (the data order of epoch e is a
-function of --seed and e, the random factor of --seed and the step). A run whose status is `done` is
-not trained again (delete the folder to retrain). A loss that becomes NaN
-or infinite stops the run at once with status `failed` and the reason.
+function of --seed and e, the random factor of --seed and the step). A run
+whose status is `done` is not trained again (delete the folder to retrain).
+A loss that becomes NaN or infinite stops the run at once with status
+`failed` and the reason.
 
 Example (Figure 1 of the paper on the offline digits data, one run):
 

@@ -273,7 +273,7 @@ def epoch_order(num_examples, *, seed, epoch):
 
 
 class ArrayBatches(keras.utils.PyDataset):
-    """In-memory images and labels as NumPy batches, for `Model.fit` on any backend.
+    """In-memory images and labels as NumPy batches for `Model.fit`.
 
     A `keras.utils.PyDataset`: Keras turns it into `tf.data` on TensorFlow,
     JAX arrays on JAX and a `DataLoader` on PyTorch, with no TensorFlow

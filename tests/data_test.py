@@ -622,7 +622,8 @@ with open(os.path.join(_REPO, "rlr_keras", "temperature.py")) as _f:
                    reason="rlr_keras.temperature still imports TensorFlow")
 def test_offline_data_and_pipelines_need_no_tensorflow(tmp_path):
     write_idx_folder(tmp_path / "mnist")
-    completed = _run_without(["tensorflow", "tensorflow_datasets"], textwrap.dedent(f"""
+    completed = _run_without(["tensorflow", "tensorflow_datasets"],
+                             textwrap.dedent(f"""
         from rlr_keras import data
         digits = data.load_dataset("digits", image_size=(4, 4))
         mnist = data.load_dataset("idx:{tmp_path / 'mnist'}")
