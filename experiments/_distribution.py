@@ -1,8 +1,11 @@
-"""Data-parallel training with `tf.distribute`: strategy, batch, files, data.
+"""Data-parallel training: strategy, batch, files, data.
 
 `train.py --distribution` picks one of `DISTRIBUTIONS`:
 
-- `"none"`: TensorFlow's default strategy (one device, no-op scope).
+- `"none"`: one device, on every backend (no strategy).
+- `"data_parallel"` (JAX backend only): `keras.distribution.DataParallel`
+  over every local device, one replica per device; Keras shards each global
+  batch along its first axis and XLA all-reduces the gradients.
 - `"mirrored"`: `tf.distribute.MirroredStrategy` over every local GPU (or the
   devices given), one replica per device, gradients all-reduced each step.
 - `"multi_worker"`: `tf.distribute.MultiWorkerMirroredStrategy` over the
@@ -33,19 +36,29 @@ as the Keras multi-worker guide prescribes, resumes from the chief's backup,
 and removes its folder when the run succeeds. See `write_dir`, `backup_dir`
 and `remove_write_dir`.
 
+`"mirrored"` and `"multi_worker"` are `tf.distribute` strategies and need the
+TensorFlow backend; `"data_parallel"` needs JAX (`check_backend`). Only they
+import TensorFlow (or JAX), so that the rest runs on any backend. Under
+`"data_parallel"` a global batch must split evenly among the devices; the
+pipeline pads an epoch's last, smaller batch with examples of weight 0
+(`rlr_keras.data.ArrayBatches(pad_to_multiple=...)`) and the loss is the
+weighted mean, so every step is the one-device step on the same examples.
+
 Keras does not compile distributed steps with XLA: `jit_compile="auto"`
-resolves to False under a strategy and True fails (`check_jit_compile`).
+resolves to False under a tf.distribute strategy and True fails
+(`check_jit_compile`).
 """
 
 import json
 import os
 import shutil
 
-import tensorflow as tf
-
 import _rundir
 
-DISTRIBUTIONS = ("none", "mirrored", "multi_worker")
+DISTRIBUTIONS = ("none", "mirrored", "multi_worker", "data_parallel")
+# The backend each distribution needs ("none" runs on all of them).
+_BACKENDS = {"mirrored": "tensorflow", "multi_worker": "tensorflow",
+             "data_parallel": "jax"}
 
 _TF_CONFIG_EXAMPLE = (
     'TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
@@ -107,6 +120,65 @@ def parse_tf_config(environ=None):
     return config
 
 
+def _tf():
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    return tf
+
+
+def check_backend(name, backend):
+    """Raises ValueError if distribution `name` cannot run on `backend`.
+
+    Args:
+        name: str, one of `DISTRIBUTIONS`.
+        backend: str, the Keras backend (`keras.backend.backend()`).
+    """
+    if name not in DISTRIBUTIONS:
+        raise ValueError(
+            f"distribution must be one of {DISTRIBUTIONS}, got {name!r}")
+    needed = _BACKENDS.get(name)
+    if needed is not None and backend != needed:
+        raise ValueError(
+            f"distribution={name!r} needs the {needed} Keras backend "
+            f"(KERAS_BACKEND={needed}), got backend {backend!r}; "
+            "mirrored and multi_worker are tf.distribute strategies "
+            "(TensorFlow), data_parallel is keras.distribution.DataParallel "
+            "(JAX)")
+
+
+def make_data_parallel(devices=None):
+    """Returns `keras.distribution.DataParallel` over `devices` (JAX only).
+
+    Args:
+        devices: list of device names or None: every local device (e.g. the
+            GPUs, or the host devices that `XLA_FLAGS=
+            --xla_force_host_platform_device_count=N` makes). Defaults to
+            `None`.
+
+    Raises:
+        ValueError: on a backend other than JAX.
+    """
+    import keras  # pylint: disable=g-import-not-at-top
+
+    check_backend("data_parallel", keras.backend.backend())
+    if devices is None:
+        devices = keras.distribution.list_devices()
+    return keras.distribution.DataParallel(devices=devices)
+
+
+def num_replicas(strategy):
+    """Returns the replicas of a tf.distribute strategy or a DataParallel."""
+    if strategy is None:
+        return 1
+    if _is_tf_strategy(strategy):
+        return strategy.num_replicas_in_sync
+    return int(strategy.device_mesh.devices.size)  # keras.distribution.
+
+
+def _is_tf_strategy(strategy):
+    return hasattr(strategy, "extended")  # What tf.distribute strategies have.
+
+
 def make_strategy(name, *, devices=None, collective_timeout_s=None):
     """Returns the `tf.distribute.Strategy` called `name`.
 
@@ -135,12 +207,16 @@ def make_strategy(name, *, devices=None, collective_timeout_s=None):
         default strategy, whose scope changes nothing.
 
     Raises:
-        ValueError: for an unknown `name`, arguments that do not apply to
-            it, or (for `"multi_worker"`) a missing or invalid `TF_CONFIG`.
+        ValueError: for an unknown `name` (`"data_parallel"` is not a
+            tf.distribute strategy: see `make_data_parallel`), arguments
+            that do not apply to it, or (for `"multi_worker"`) a missing or
+            invalid `TF_CONFIG`.
     """
-    if name not in DISTRIBUTIONS:
+    tf = _tf()
+    if name not in DISTRIBUTIONS or name == "data_parallel":
         raise ValueError(
-            f"distribution must be one of {DISTRIBUTIONS}, got {name!r}")
+            "distribution must be one of ('none', 'mirrored', "
+            f"'multi_worker'), got {name!r}")
     if devices is not None and name != "mirrored":
         raise ValueError(
             f"devices applies only to distribution='mirrored', got "
@@ -170,6 +246,7 @@ _STRATEGIES = {}
 
 
 def _new_strategy(name, devices, collective_timeout_s):
+    tf = _tf()
     if name == "mirrored":
         return tf.distribute.MirroredStrategy(devices)
     parse_tf_config()
@@ -193,7 +270,8 @@ def replica_batch_size(global_batch_size, strategy):
     Args:
         global_batch_size: int >= 1: C, the examples per optimizer step
             summed over every replica of every worker.
-        strategy: a `tf.distribute.Strategy`.
+        strategy: a `tf.distribute.Strategy`, a
+            `keras.distribution.DataParallel`, or None (one device).
 
     Every full batch then gives exactly the gradient of a one-device step
     on the same C examples. A last, partial batch of an epoch (training-set
@@ -205,7 +283,7 @@ def replica_batch_size(global_batch_size, strategy):
         ValueError: if C is not a positive int or does not divide evenly
             among `strategy.num_replicas_in_sync` replicas.
     """
-    replicas = strategy.num_replicas_in_sync
+    replicas = num_replicas(strategy)
     if (isinstance(global_batch_size, bool)
             or not isinstance(global_batch_size, int)
             or global_batch_size < 1):
@@ -228,7 +306,8 @@ def check_jit_compile(jit_compile, strategy):
     an explicit True fails at the first step (XLA cannot reach the other
     replicas' variables), so say so before any training.
     """
-    if jit_compile is True and strategy is not tf.distribute.get_strategy():
+    if (jit_compile is True and _is_tf_strategy(strategy)
+            and strategy is not _tf().distribute.get_strategy()):
         raise ValueError(
             "jit_compile must be False with a tf.distribute strategy (Keras "
             "does not compile distributed steps with XLA), got "
@@ -237,7 +316,8 @@ def check_jit_compile(jit_compile, strategy):
 
 def _task(strategy):
     """Returns (task_type, task_id) of this worker, (None, None) if local."""
-    resolver = getattr(strategy, "cluster_resolver", None)
+    resolver = (getattr(strategy, "cluster_resolver", None)
+                if _is_tf_strategy(strategy) else None)
     if resolver is None:
         return None, None
     return resolver.task_type, resolver.task_id
@@ -246,9 +326,13 @@ def _task(strategy):
 def is_chief(strategy):
     """Returns whether this process writes the run folder.
 
-    True without a cluster; in a cluster, True for the task of type
-    `"chief"`, or for worker 0 when there is no such task.
+    True without a cluster (also for `strategy` None or a
+    `keras.distribution.DataParallel`, which run in one process); in a
+    cluster, True for the task of type `"chief"`, or for worker 0 when there
+    is no such task.
     """
+    if not _is_tf_strategy(strategy):
+        return True
     return bool(strategy.extended.should_checkpoint)
 
 
@@ -328,11 +412,16 @@ def _patch_keras_for_multi_worker():
 
     Both patches change behaviour only for a multi-worker strategy and are
     installed once; the gradients, the optimizer step and alpha are not
-    touched.
+    touched. Keras 3.15 has no public hook for either (the reduction of
+    `fit`'s logs and the symbolic build are private to its TensorFlow
+    trainer), so the patch checks that the private names it replaces still
+    exist and fails with the Keras version otherwise
+    (`check_keras_for_multi_worker`).
     """
-    from keras import tree
-    from keras.src.backend.tensorflow import trainer as tf_trainer
+    from keras import tree  # pylint: disable=g-import-not-at-top
 
+    tf = _tf()
+    tf_trainer = check_keras_for_multi_worker()
     if getattr(tf_trainer, "_rlr_keras_multi_worker_patch", False):
         return
     multi_worker = tf_trainer._collective_all_reduce_multi_worker
@@ -373,6 +462,35 @@ def _patch_keras_for_multi_worker():
     tf_trainer._rlr_keras_multi_worker_patch = True
 
 
+_PATCHED_NAMES = ("_collective_all_reduce_multi_worker",
+                  "reduce_per_replica", "TensorFlowTrainer")
+
+
+def check_keras_for_multi_worker():
+    """Returns Keras' TensorFlow trainer module if the patch applies to it.
+
+    Raises:
+        RuntimeError: if this Keras lacks a private name the multi-worker
+            patch replaces (keras-team/keras#20585 may be fixed there: check
+            it and remove `_patch_keras_for_multi_worker`).
+    """
+    import keras  # pylint: disable=g-import-not-at-top
+    from keras.src.backend.tensorflow import trainer as tf_trainer  # pylint: disable=all
+
+    missing = [name for name in _PATCHED_NAMES
+               if not hasattr(tf_trainer, name)]
+    if not hasattr(getattr(tf_trainer, "TensorFlowTrainer", None),
+                   "_maybe_symbolic_build"):
+        missing.append("TensorFlowTrainer._maybe_symbolic_build")
+    if missing:
+        raise RuntimeError(
+            f"Keras {keras.__version__} has no {', '.join(missing)}: the "
+            "multi-worker patch for keras-team/keras#20585 (written for "
+            "Keras 3.15) does not apply; check whether that issue is fixed "
+            "in this version and update experiments/_distribution.py")
+    return tf_trainer
+
+
 def distribute_dataset(dataset, strategy):
     """Returns `dataset` split among the replicas of `strategy`.
 
@@ -386,11 +504,34 @@ def distribute_dataset(dataset, strategy):
     directly; the number of steps is that of `dataset`.
 
     Args:
-        dataset: a `tf.data.Dataset` of global batches.
+        dataset: a `tf.data.Dataset` of global batches, or a
+            `rlr_keras.data.ArrayBatches` (read in index order).
         strategy: a `tf.distribute.Strategy`.
     """
+    tf = _tf()
+    if not isinstance(dataset, tf.data.Dataset):
+        dataset = _to_tf_dataset(dataset)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = (
         tf.data.experimental.AutoShardPolicy.DATA)
     return strategy.experimental_distribute_dataset(
         dataset.with_options(options))
+
+
+def _to_tf_dataset(batches):
+    """Returns the batches of a `keras.utils.PyDataset` in order, as tf.data."""
+    tf = _tf()
+    first = batches[0]
+    signature = tuple(
+        tf.TensorSpec((None, *value.shape[1:]), tf.as_dtype(value.dtype))
+        for value in first)
+
+    def generate():
+        for index in range(batches.num_batches):
+            yield batches[index]
+
+    dataset = tf.data.Dataset.from_generator(
+        generate, output_signature=signature)
+    # A known length, so that Keras' evaluation does not run into the end.
+    return dataset.apply(tf.data.experimental.assert_cardinality(
+        batches.num_batches)).prefetch(tf.data.AUTOTUNE)

@@ -254,18 +254,29 @@ def _hparams(arguments, varying):
 
 
 def _write_hparams(run_dir, name, hparams):
-    """Writes the run's HParams summary next to Keras' train/validation."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    from tensorboard.plugins.hparams import api as hp  # pylint: disable=all
+    """Writes the run's HParams summary next to Keras' train/validation.
+
+    The session-start summary of TensorBoard's HParams plugin, with the run
+    name as its group (as `tensorboard.plugins.hparams.api.hparams(hparams,
+    trial_id=name)` writes it), through tensorboardX: no TensorFlow needed.
+    """
+    from tensorboardX import FileWriter  # pylint: disable=g-import-not-at-top
+    from tensorboardX import summary  # pylint: disable=g-import-not-at-top
+    from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=all
 
     log_dir = os.path.join(run_dir, _rundir.TENSORBOARD_DIR)
     if os.path.isdir(log_dir) and any(
             entry.startswith("events.out.tfevents")
             for entry in os.listdir(log_dir)):
         return  # Written by an earlier attempt.
-    writer = tf.summary.create_file_writer(log_dir)
-    with writer.as_default():
-        hp.hparams(hparams, trial_id=name)
+    _, session_start, _ = summary.hparams(hparams, {})
+    value = session_start.value[0]
+    content = plugin_hparams_pb2.HParamsPluginData.FromString(
+        value.metadata.plugin_data.content)
+    content.session_start_info.group_name = name
+    value.metadata.plugin_data.content = content.SerializeToString()
+    writer = FileWriter(log_dir)
+    writer.add_summary(session_start)
     writer.close()
 
 

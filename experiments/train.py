@@ -31,13 +31,19 @@ Every file is written atomically (temporary name, then rename). Train loss
 and accuracy are Keras' running means over the epoch's mini-batches; test
 metrics are evaluated on the whole test split after each epoch.
 
+It runs on every Keras backend (`KERAS_BACKEND=tensorflow|jax|torch`);
+TensorFlow is imported only on the TensorFlow backend, for TFDS dataset
+names and for `--distribution=mirrored|multi_worker`. The input pipeline is
+`rlr_keras.data.train_pipeline`, NumPy batches on every backend.
+
 Fault tolerance: a run killed at any point (even SIGKILL) and started again
 with the same command resumes after the last completed epoch; with
 `--deterministic` it ends with the same weights and metrics as an
-uninterrupted run (the data order of epoch e is a function of --seed and e,
-the random factor of --seed and the step). A run whose status is `done` is
-not trained again (delete the folder to retrain). A loss that becomes NaN
-or infinite stops the run at once with status `failed` and the reason.
+uninterrupted run on CPU, on every backend (the data order of epoch e is a
+function of --seed and e, the random factor of --seed and the step). A run
+whose status is `done` is not trained again (delete the folder to retrain).
+A loss that becomes NaN or infinite stops the run at once with status
+`failed` and the reason.
 
 Example (Figure 1 of the paper on the offline digits data, one run):
 
@@ -47,6 +53,7 @@ python experiments/train.py --dataset=digits --model=mlp --protocol=random \
 ```
 """
 
+import contextlib
 import math
 import os
 import shutil
@@ -111,7 +118,8 @@ _SEED = flags.DEFINE_integer(
     lower_bound=0, upper_bound=2**32 - 1)
 _DETERMINISTIC = flags.DEFINE_bool(
     "deterministic", False,
-    "Enable TensorFlow op determinism (bit-identical reruns and resumes).")
+    "Bit-identical reruns and resumes: enables TensorFlow op determinism on "
+    "the TensorFlow backend; JAX and PyTorch on CPU need nothing.")
 _TEMPERATURE_PROBE = flags.DEFINE_integer(
     "temperature_probe", 0,
     "Size of the probe set (from the training split) on which the "
@@ -136,10 +144,13 @@ _STEPS_PER_EXECUTION = flags.DEFINE_integer(
     "steps_per_execution", 1,
     "Training steps run per tf.function call.", lower_bound=1)
 _DISTRIBUTION = flags.DEFINE_enum(
-    "distribution", "none", ["none", "mirrored", "multi_worker"],
-    "Data parallelism with tf.distribute: none; mirrored (every local GPU); "
-    "multi_worker (the hosts of the TF_CONFIG environment variable). "
-    "--batch_size stays the global batch C, split among the replicas.")
+    "distribution", "none", ["none", "mirrored", "multi_worker",
+                             "data_parallel"],
+    "Data parallelism: none; on TensorFlow, tf.distribute's mirrored (every "
+    "local GPU) or multi_worker (the hosts of the TF_CONFIG environment "
+    "variable); on JAX, data_parallel (keras.distribution.DataParallel over "
+    "every local device). --batch_size stays the global batch C, split "
+    "among the replicas (it must divide evenly).")
 
 # Output.
 _OUTPUT_DIR = flags.DEFINE_string(
@@ -205,13 +216,18 @@ def arguments_from_flags(flag_values=flags.FLAGS):
 
 
 def _versions():
+    """The library, Keras, the backend in use and Python, by version."""
+    import importlib  # pylint: disable=g-import-not-at-top
+
     import keras  # pylint: disable=g-import-not-at-top
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
     import rlr_keras  # pylint: disable=g-import-not-at-top
 
-    return {"rlr_keras": rlr_keras.__version__, "tensorflow": tf.__version__,
-            "keras": keras.__version__, "python": sys.version.split()[0]}
+    backend = keras.backend.backend()
+    return {"rlr_keras": rlr_keras.__version__, "keras": keras.__version__,
+            "backend": backend,
+            backend: importlib.import_module(backend).__version__,
+            "python": sys.version.split()[0]}
 
 
 def _claim_run_dir(output_dir, arguments):
@@ -375,6 +391,24 @@ def _callback_classes():
     return MetricsRecorder, StopOnNonFiniteLoss
 
 
+def _epoch_summaries(log_dir):
+    """Returns [the callback writing the epoch logs to TensorBoard], or []."""
+    import keras  # pylint: disable=g-import-not-at-top
+
+    from rlr_keras import callbacks  # pylint: disable=g-import-not-at-top
+
+    # MERGE: always rlr_keras.callbacks.EpochSummaries (every backend, via
+    # tensorboardX) once the temperature branch lands; drop the fallback.
+    if hasattr(callbacks, "EpochSummaries"):
+        return [callbacks.EpochSummaries(log_dir)]
+    try:
+        import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
+    except ImportError:
+        logging.warning("No TensorFlow: no TensorBoard events in %s.", log_dir)
+        return []
+    return [keras.callbacks.TensorBoard(log_dir)]
+
+
 def _save_weights_atomically(model, path):
     temporary = os.path.join(os.path.dirname(path),
                              f".tmp-{os.getpid()}.weights.h5")
@@ -402,9 +436,11 @@ def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
             cyclic protocols have Delta = 0).
         vgg_weights: str or None; None means `imagenet` for vgg16 (as in the
             paper) and `none` for the other models.
-        distribution: str, `none`, `mirrored` or `multi_worker`: the
-            `tf.distribute` strategy to create when `strategy` is None.
-            `batch_size` is the global batch C in every case.
+        distribution: str, `none`, `mirrored` or `multi_worker` (the
+            `tf.distribute` strategy to create when `strategy` is None;
+            TensorFlow backend) or `data_parallel`
+            (`keras.distribution.DataParallel` over every local device; JAX
+            backend). `batch_size` is the global batch C in every case.
         strategy: a `tf.distribute.Strategy` or None (made from
             `distribution`): the model, optimizer and metrics are created in
             its scope. Under a multi-worker strategy only the chief writes
@@ -414,8 +450,9 @@ def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
         The summary (the contents of summary.json).
 
     Raises:
-        ValueError: for invalid arguments, before any training; also if
-            `output_dir` holds a run made with other arguments.
+        ValueError: for invalid arguments (e.g. a distribution the backend
+            does not offer), before any training; also if `output_dir`
+            holds a run made with other arguments.
         FloatingPointError: if the training loss becomes NaN or infinite
             (the run's status is then `failed`, with this message).
     """
@@ -438,25 +475,31 @@ def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
 
     # Heavy imports here, so that `--help` and flag errors are instant.
     import keras  # pylint: disable=g-import-not-at-top
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
+    import rlr_keras  # pylint: disable=g-import-not-at-top
     from rlr_keras import data as data_lib  # pylint: disable=all
     from rlr_keras import models  # pylint: disable=g-import-not-at-top
     from rlr_keras import protocols  # pylint: disable=g-import-not-at-top
-    from rlr_keras import temperature  # pylint: disable=g-import-not-at-top
-    from rlr_keras.callbacks import LearningRateMonitor  # pylint: disable=all
 
     import _distribution  # pylint: disable=g-import-not-at-top
 
+    backend = keras.backend.backend()
+    if strategy is None:
+        _distribution.check_backend(distribution, backend)
     # The strategy comes first: a multi-worker strategy must be created
     # before anything starts the TensorFlow runtime (protocols.build does).
-    strategy = strategy or _distribution.make_strategy(distribution)
+    if strategy is None and distribution in ("mirrored", "multi_worker"):
+        strategy = _distribution.make_strategy(distribution)
+    elif strategy is None and distribution == "data_parallel":
+        strategy = _distribution.make_data_parallel()
+    tf_strategy = strategy is not None and distribution != "data_parallel"
+    replicas = _distribution.num_replicas(strategy)
     _distribution.replica_batch_size(batch_size, strategy)
     _distribution.check_jit_compile(jit_compile, strategy)
     run_dir, output_dir = output_dir, _distribution.write_dir(output_dir,
                                                               strategy)
     # Validation that needs no data: the library's own checks, cheaply.
-    temperature_over_d = temperature.effective_temperature(
+    temperature_over_d = rlr_keras.effective_temperature(
         learning_rate, batch_size, momentum)
     data_lib.parse_dataset_spec(dataset)
     protocols.build(protocol, learning_rate=learning_rate,
@@ -474,11 +517,17 @@ def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
 
     _rundir.write_status(output_dir, _rundir.RUNNING)
     previous_policy = keras.mixed_precision.global_policy().name
+    previous_distribution = keras.distribution.distribution()
     try:
         keras.backend.clear_session()
-        if deterministic:
+        if deterministic and backend == "tensorflow":
+            import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
             # TensorFlow offers no way back: it stays on in this process.
             tf.config.experimental.enable_op_determinism()
+        if distribution == "data_parallel":
+            # Variables and batches are laid out on the devices from here on.
+            keras.distribution.set_distribution(strategy)
         keras.mixed_precision.set_global_policy(
             "mixed_float16" if mixed_precision else "float32")
 
@@ -488,25 +537,27 @@ def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
         if initial_epoch:
             logging.info("Resuming %s after epoch %d.", output_dir,
                          initial_epoch)
-        steps = data_lib.steps_per_epoch(data.num_train, batch_size)
-        # The data order is a function of (seed, epoch) alone: build the
-        # pipeline with no global seed (a global seed left by an earlier run
-        # in this process would enter tf.data's shuffle seeds).
-        tf.random.set_seed(None)
+        # Under data_parallel a partial batch is padded to split evenly
+        # among the devices (padding of weight 0, see the loss below).
+        pad_to_multiple = replicas if distribution == "data_parallel" else 1
         train_data = data_lib.train_pipeline(
             data.train_images, data.train_labels, batch_size=batch_size,
             seed=seed, epochs=epochs,
-            initial_epoch=min(initial_epoch, epochs - 1))
+            initial_epoch=min(initial_epoch, epochs - 1),
+            pad_to_multiple=pad_to_multiple)
         test_data = data_lib.eval_pipeline(
-            data.test_images, data.test_labels, batch_size=batch_size)
-        if strategy.num_replicas_in_sync > 1 or distribution == "multi_worker":
+            data.test_images, data.test_labels, batch_size=batch_size,
+            pad_to_multiple=pad_to_multiple)
+        steps = train_data.steps_per_epoch
+        if tf_strategy:
             train_data = _distribution.distribute_dataset(train_data, strategy)
             test_data = _distribution.distribute_dataset(test_data, strategy)
         # Every random stream below is also seeded explicitly from `seed`; the
         # global seed covers anything that is not.
         keras.utils.set_random_seed(seed)
 
-        with strategy.scope():
+        scope = strategy.scope() if tf_strategy else contextlib.nullcontext()
+        with scope:
             network = models.build_model(
                 model, data.input_shape, data.num_classes,
                 vgg_weights=vgg_weights, seed=seed)
@@ -518,7 +569,9 @@ def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
             network.compile(
                 optimizer=optimizer,
                 loss=keras.losses.SparseCategoricalCrossentropy(
-                    from_logits=True),
+                    from_logits=True, **(
+                        {"reduction": "mean_with_sample_weight"}
+                        if pad_to_multiple > 1 else {})),
                 metrics=[keras.metrics.SparseCategoricalAccuracy(
                     name="accuracy")],
                 jit_compile=jit_compile,
@@ -528,14 +581,17 @@ def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
         log_dir = os.path.join(output_dir, _rundir.TENSORBOARD_DIR)
         metrics_recorder, stop_on_non_finite_loss = _callback_classes()
         callbacks = list(protocol_callbacks)
-        callbacks.append(LearningRateMonitor(log_dir,
-                                             update_freq=alpha_log_steps))
+        # MERGE: LearningRateMonitor on every backend (drop the condition)
+        # once the temperature branch makes it backend-neutral.
+        if backend == "tensorflow":
+            callbacks.append(rlr_keras.LearningRateMonitor(
+                log_dir, update_freq=alpha_log_steps))
         if temperature_probe:
             probe_x, probe_y = data_lib.probe_subset(
                 data.train_images, data.train_labels, temperature_probe,
                 seed=seed)
             # Before TensorBoard, which then writes D and T with the rest.
-            callbacks.append(temperature.TemperatureMonitor(
+            callbacks.append(rlr_keras.TemperatureMonitor(
                 probe_x, probe_y, batch_size=batch_size,
                 frequency=temperature_every, jit_compile=jit_compile))
         callbacks += [
@@ -544,8 +600,8 @@ def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
                              initial_epoch),
             keras.callbacks.BackupAndRestore(
                 backup_dir, double_checkpoint=True, delete_checkpoint=False),
-            keras.callbacks.TensorBoard(log_dir),
         ]
+        callbacks += _epoch_summaries(log_dir)
         logging.info("Training %s (%d parameters) on %s, %s protocol, "
                      "%d epochs of %d steps.", model, network.count_params(),
                      dataset, protocol, epochs, steps)
@@ -568,6 +624,8 @@ def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
         raise
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
+        if distribution == "data_parallel":
+            keras.distribution.set_distribution(previous_distribution)
     shutil.rmtree(backup_dir, ignore_errors=True)
     _distribution.remove_write_dir(run_dir, strategy)
     logging.info("Done: final test accuracy %.4f (best %.4f), %s",

@@ -33,7 +33,9 @@ from rlr_keras.temperature import match_temperature
 # Models and data.
 from rlr_keras import data
 from rlr_keras import models
+from rlr_keras.data import ArrayBatches
 from rlr_keras.data import ImageDataset
+from rlr_keras.data import epoch_order
 from rlr_keras.data import eval_pipeline
 from rlr_keras.data import load_dataset
 from rlr_keras.data import parse_dataset_spec

@@ -1,4 +1,4 @@
-"""Image classification data: loading and tf.data input pipelines.
+"""Image classification data: loading, and input pipelines for every backend.
 
 `load_dataset(spec)` returns an `ImageDataset`: train and test images as
 uint8 arrays of shape (N, height, width, channels) with values in [0, 255],
@@ -6,7 +6,8 @@ int64 labels in [0, num_classes). A dataset spec is one of:
 
 - a TFDS name such as `"mnist"`, `"fashion_mnist"` or `"cifar10"` (any TFDS
   image classification dataset with `image` and `label` features of a fixed
-  shape and `train`/`test` splits), loaded with TFDS into `data_dir`.
+  shape and `train`/`test` splits), loaded with TFDS into `data_dir`. Only
+  these names need TensorFlow and TFDS (`pip install "rlr_keras[tensorflow]"`).
   Without internet TFDS can only use a dataset already prepared in
   `data_dir`; otherwise the error names the offline specs below.
 - `"idx:PATH"`: a folder of MNIST-format IDX files (MNIST, Fashion-MNIST,
@@ -18,7 +19,8 @@ int64 labels in [0, num_classes). A dataset spec is one of:
   deterministic stratified split below (8,000 / 2,000 for MNIST's t10k).
 - `"cifar10_batches:PATH"`: a folder of the official CIFAR-10 python
   batches, `data_batch_1` ... `data_batch_5` and `test_batch` (the
-  `cifar-10-batches-py` folder of `cifar-10-python.tar.gz`, or its parent).
+  `cifar-10-batches-py` folder of `cifar-10-python.tar.gz`, or its parent),
+  each file plain or xz-compressed (`data_batch_1.xz`, ...).
 - `"digits"`: scikit-learn's bundled 8x8 handwritten digits (1,797 images,
   10 classes, no download), split with the deterministic stratified split
   below (1,437 train / 360 test). Pixel values 0..16 are mapped to 0..255.
@@ -32,21 +34,27 @@ Errors are never papered over: a missing, truncated or malformed file raises
 an error naming the file and what was expected, and no loader falls back to
 other or synthetic data.
 
-`train_pipeline` and `eval_pipeline` turn arrays into `tf.data` pipelines in
-the TFDS order: normalize to float32 in [0, 1], cache, shuffle (training
-only), batch, prefetch.
+The offline specs need only NumPy (and scikit-learn for the split).
+
+`train_pipeline` and `eval_pipeline` turn the arrays into `ArrayBatches`, a
+`keras.utils.PyDataset` of NumPy batches that `Model.fit` reads on every
+Keras backend, in the TFDS order: normalize to float32 in [0, 1] once (the
+cache), shuffle (training only: the order of epoch e is `epoch_order(N,
+seed=seed, epoch=e)`, a pure function of (seed, e)), batch.
 """
 
 import dataclasses
 import gzip
 import importlib
+import io
+import lzma
 import math
 import os
 import pickle
 import struct
 
+import keras
 import numpy as np
-import tensorflow as tf
 
 from rlr_keras import _validation
 
@@ -70,6 +78,16 @@ _IDX_DTYPES = {
 _CIFAR_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 _CIFAR_TEST_FILE = "test_batch"
 _CIFAR_CLASSES = 10
+_XZ_MAGIC = b"\xfd7zXZ\x00"
+# What a CIFAR-10 python batch (a dict of a NumPy array and a list) may
+# reference; any other global in the pickle is refused.
+_CIFAR_PICKLE_GLOBALS = frozenset({
+    ("_codecs", "encode"), ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+})
 _DIGITS_MAX_VALUE = 16
 # Tag mixed into the user's seed so the shuffle stream differs from every
 # other stream drawn from the same seed (weights, the random factor).
@@ -216,38 +234,178 @@ def normalize_images(images):
     call it.
 
     Args:
-        images: integer array or tensor of any shape.
+        images: integer array of any shape.
 
     Returns:
-        A float32 `tf.Tensor` of the same shape.
+        A C-contiguous float32 NumPy array of the same shape.
     """
-    return tf.cast(images, tf.float32) / 255.0
+    return np.asarray(images, np.float32) / np.float32(255.0)
 
 
-def _normalize_example(image, label):
-    return normalize_images(image), label
+def epoch_order(num_examples, *, seed, epoch):
+    """Returns the order in which epoch `epoch` of `train_pipeline` visits data.
+
+    A pure function of (`seed`, `epoch`): a uniform random permutation drawn
+    with `numpy.random.default_rng` from the seed sequence (`seed`, a tag of
+    this stream, `epoch`), so that it differs from every other stream drawn
+    from the same seed (weights, the random factor), from epoch to epoch,
+    and a run resumed at epoch e sees what an uninterrupted run sees, on
+    every backend.
+
+    Args:
+        num_examples: int >= 1, N.
+        seed: int in [0, 2**32 - 1].
+        epoch: int >= 0, the 0-based epoch.
+
+    Returns:
+        An int64 array, a permutation of `range(num_examples)`.
+
+    Example:
+
+    >>> sorted(epoch_order(5, seed=0, epoch=3).tolist())
+    [0, 1, 2, 3, 4]
+    """
+    num_examples = _validation.check_int("num_examples", num_examples, 1)
+    seed = _validation.check_int("seed", seed, 0, _SEED_MAX)
+    epoch = _validation.check_int("epoch", epoch, 0)
+    rng = np.random.default_rng([seed, _SHUFFLE_STREAM, epoch])
+    return rng.permutation(num_examples)
+
+
+class ArrayBatches(keras.utils.PyDataset):
+    """In-memory images and labels as NumPy batches for `Model.fit`.
+
+    A `keras.utils.PyDataset`: Keras turns it into `tf.data` on TensorFlow,
+    JAX arrays on JAX and a `DataLoader` on PyTorch, with no TensorFlow
+    needed on the latter two. The images are normalized to float32 in
+    [0, 1] once, when it is made; a batch is then one gather (shuffled) or
+    one slice (unshuffled) of that array.
+
+    Unshuffled (`seed=None`) it is one pass over the data in array order.
+    Shuffled it holds the epochs `initial_epoch, ..., epochs - 1` one after
+    another, `steps_per_epoch(N, batch_size)` batches each, and epoch e
+    visits the examples in `epoch_order(N, seed=seed, epoch=e)`. Give it to
+    Keras once for all epochs, `model.fit(batches, epochs=epochs,
+    initial_epoch=initial_epoch, steps_per_epoch=batches.steps_per_epoch,
+    shuffle=False)` (Keras' `shuffle=True`, the default, would reorder the
+    batches with Python's global random state): Keras then keeps one
+    iterator across the epochs, so that batch i of
+    the dataset is step i of the run. Index i is batch `i % steps` of epoch
+    `initial_epoch + i // steps`, so the batches are a pure function of
+    (seed, epoch, step).
+
+    Args:
+        images: uint8 array (N, height, width, channels), values in [0, 255].
+        labels: int array (N,).
+        batch_size: int >= 1, examples per batch.
+        seed: int in [0, 2**32 - 1] or None: the seed of the shuffle; None
+            means unshuffled, one pass. Defaults to `None`.
+        epochs: int >= 1, the index one past the last epoch (as in
+            `keras.Model.fit`); shuffled only. Defaults to `1`.
+        initial_epoch: int in [0, epochs - 1], the first epoch; shuffled
+            only. Defaults to `0`.
+        drop_remainder: bool, drop each epoch's last partial batch.
+            Defaults to `False`.
+        pad_to_multiple: int >= 1. If > 1, every batch is
+            `(images, labels, sample_weight)`, and a batch whose size is not
+            a multiple of it is padded to the next multiple with copies of
+            its first examples of weight 0 (real examples weigh 1), so that
+            it splits evenly among that many devices. With a loss of
+            reduction `"mean_with_sample_weight"` the padded batch gives the
+            loss and gradient of the unpadded one. Defaults to `1`.
+
+    Raises:
+        ValueError: for mismatched arrays or a bad argument.
+    """
+
+    def __init__(self, images, labels, *, batch_size, seed=None, epochs=1,
+                 initial_epoch=0, drop_remainder=False, pad_to_multiple=1):
+        super().__init__()  # One worker: batches come in index order.
+        num_examples = _check_arrays(images, labels)
+        self.batch_size = _validation.check_int("batch_size", batch_size, 1)
+        if seed is not None:
+            seed = _validation.check_int("seed", seed, 0, _SEED_MAX)
+        self.seed = seed
+        self.epochs = _validation.check_int("epochs", epochs, 1)
+        self.initial_epoch = _validation.check_int(
+            "initial_epoch", initial_epoch, 0, self.epochs - 1)
+        if seed is None and (self.epochs, self.initial_epoch) != (1, 0):
+            raise ValueError(
+                "epochs and initial_epoch apply only to a shuffled pipeline "
+                f"(a seed), got epochs={epochs}, initial_epoch="
+                f"{initial_epoch} with seed=None")
+        if not isinstance(drop_remainder, bool):
+            raise ValueError(
+                f"drop_remainder must be a bool, got {drop_remainder!r}")
+        if drop_remainder and num_examples < self.batch_size:
+            raise ValueError(
+                f"batch_size must be <= the {num_examples} examples when "
+                f"drop_remainder=True, got {batch_size}")
+        self.pad_to_multiple = _validation.check_int(
+            "pad_to_multiple", pad_to_multiple, 1)
+        self.num_examples = num_examples
+        self.steps_per_epoch = steps_per_epoch(
+            num_examples, self.batch_size, drop_remainder=drop_remainder)
+        self.images = normalize_images(images)
+        # int32: the one integer type every backend takes without a copy
+        # or a warning (JAX runs without 64-bit types by default).
+        self.labels = np.asarray(labels).astype(np.int32)
+        self._order = (None, None)  # (epoch, its permutation).
+
+    @property
+    def num_batches(self):
+        return (self.epochs - self.initial_epoch) * self.steps_per_epoch
+
+    def __len__(self):
+        return self.num_batches
+
+    def __getitem__(self, index):
+        if not 0 <= index < self.num_batches:
+            raise IndexError(
+                f"batch index must be in [0, {self.num_batches - 1}], got "
+                f"{index}")
+        epoch, step = divmod(index, self.steps_per_epoch)
+        start = step * self.batch_size
+        stop = min(start + self.batch_size, self.num_examples)
+        if self.seed is None:
+            indices = slice(start, stop)
+        else:
+            epoch += self.initial_epoch
+            if self._order[0] != epoch:  # Drawn once per epoch.
+                self._order = (epoch, epoch_order(
+                    self.num_examples, seed=self.seed, epoch=epoch))
+            indices = self._order[1][start:stop]
+        padding = -(stop - start) % self.pad_to_multiple
+        if self.pad_to_multiple > 1:
+            indices = np.arange(self.num_examples)[indices]
+            indices = np.concatenate([indices, np.resize(indices, padding)])
+        elif self.seed is None:  # Slices of the arrays, no copy.
+            return self.images[indices], self.labels[indices]
+        images = np.take(self.images, indices, axis=0)
+        labels = np.take(self.labels, indices, axis=0)
+        if self.pad_to_multiple == 1:
+            return images, labels
+        weights = np.ones(len(indices), np.float32)
+        weights[len(indices) - padding:] = 0.0
+        return images, labels, weights
 
 
 def train_pipeline(images, labels, *, batch_size, seed, epochs,
-                   initial_epoch=0, shuffle_buffer=None,
-                   drop_remainder=False):
-    """Returns the training `tf.data.Dataset`: all epochs, one after another.
+                   initial_epoch=0, drop_remainder=False, pad_to_multiple=1):
+    """Returns the training batches: all epochs, one after another.
 
-    TFDS order: normalize (float32 in [0, 1]), cache in memory, then per
-    epoch shuffle and batch, then prefetch. The order of epoch `e` is
-    `dataset.shuffle(shuffle_buffer, seed=s_e)` where `s_e` is derived from
-    (`seed`, `e`) alone, so every epoch is shuffled differently and a run
-    resumed at epoch `e` (built with `initial_epoch=e`) sees exactly the
-    batches an uninterrupted run would. TensorFlow's global seed, if set,
-    also enters `tf.data`'s shuffle; set it (or not) the same way in every
-    run, as `keras.utils.set_random_seed` does.
+    TFDS order: normalize (float32 in [0, 1]) and cache once, then per epoch
+    shuffle and batch. The order of epoch `e` is `epoch_order(N, seed=seed,
+    epoch=e)`, a function of (`seed`, `e`) alone, so every epoch is shuffled
+    differently and a run resumed at epoch `e` (built with
+    `initial_epoch=e`) sees exactly the batches an uninterrupted run would.
+    Nothing global (NumPy's, TensorFlow's or Keras' seed) enters it.
 
-    The dataset yields `steps_per_epoch(len(images), batch_size,
+    It yields `steps_per_epoch(len(images), batch_size,
     drop_remainder=drop_remainder)` batches for each of the epochs
     `initial_epoch, ..., epochs - 1`. Iterate it once across all epochs: in
-    Keras, `model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch,
-    steps_per_epoch=steps_per_epoch(...))`, so that Keras keeps one
-    iterator from epoch to epoch.
+    Keras, `model.fit(batches, epochs=epochs, initial_epoch=initial_epoch,
+    steps_per_epoch=batches.steps_per_epoch, shuffle=False)`.
 
     Args:
         images: uint8 array (N, height, width, channels).
@@ -258,14 +416,14 @@ def train_pipeline(images, labels, *, batch_size, seed, epochs,
             `keras.Model.fit`).
         initial_epoch: int in [0, epochs - 1], the first epoch to yield.
             Defaults to `0`.
-        shuffle_buffer: int >= 1 or None, the shuffle buffer; `None` uses N,
-            a uniform shuffle. Defaults to `None`.
         drop_remainder: bool, drop each epoch's last partial batch.
             Defaults to `False`.
+        pad_to_multiple: int >= 1, see `ArrayBatches` (data parallelism
+            over that many devices). Defaults to `1`.
 
     Returns:
-        A `tf.data.Dataset` of `(images, labels)` batches, images float32
-        in [0, 1].
+        An `ArrayBatches` of `(images, labels)` NumPy batches, images
+        float32 in [0, 1], labels int32.
 
     Raises:
         ValueError: for mismatched arrays or a bad argument.
@@ -273,71 +431,42 @@ def train_pipeline(images, labels, *, batch_size, seed, epochs,
     Example:
 
     >>> x = np.zeros((10, 2, 2, 1), "uint8"); y = np.arange(10)
-    >>> ds = train_pipeline(x, y, batch_size=4, seed=0, epochs=2)
-    >>> [int(b[1].shape[0]) for b in ds]
+    >>> batches = train_pipeline(x, y, batch_size=4, seed=0, epochs=2)
+    >>> [len(batch[1]) for batch in batches]
     [4, 4, 2, 4, 4, 2]
     """
-    num_examples = _check_arrays(images, labels)
-    batch_size = _validation.check_int("batch_size", batch_size, 1)
-    seed = _validation.check_int("seed", seed, 0, _SEED_MAX)
-    epochs = _validation.check_int("epochs", epochs, 1)
-    initial_epoch = _validation.check_int("initial_epoch", initial_epoch, 0,
-                                          epochs - 1)
-    if shuffle_buffer is None:
-        shuffle_buffer = num_examples
-    shuffle_buffer = _validation.check_int("shuffle_buffer", shuffle_buffer, 1)
-    if not isinstance(drop_remainder, bool):
-        raise ValueError(
-            f"drop_remainder must be a bool, got {drop_remainder!r}")
-    if drop_remainder and num_examples < batch_size:
-        raise ValueError(
-            f"batch_size must be <= the {num_examples} examples when "
-            f"drop_remainder=True, got {batch_size}")
-
-    examples = tf.data.Dataset.from_tensor_slices((images, labels))
-    examples = examples.map(_normalize_example,
-                            num_parallel_calls=tf.data.AUTOTUNE).cache()
-
-    def one_epoch(epoch):
-        # A Python-int seed per epoch: a tensor seed (e.g. from flat_map)
-        # fails in tf.data when TensorFlow's global seed is set.
-        return examples.shuffle(
-            shuffle_buffer, seed=_epoch_seed(seed, epoch),
-            reshuffle_each_iteration=False).batch(
-                batch_size, drop_remainder=drop_remainder)
-
-    dataset = one_epoch(initial_epoch)
-    for epoch in range(initial_epoch + 1, epochs):
-        dataset = dataset.concatenate(one_epoch(epoch))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    if seed is None:
+        raise ValueError("seed must be an integer in [0, 4294967295], got "
+                         "None")
+    return ArrayBatches(images, labels, batch_size=batch_size, seed=seed,
+                        epochs=epochs, initial_epoch=initial_epoch,
+                        drop_remainder=drop_remainder,
+                        pad_to_multiple=pad_to_multiple)
 
 
-def eval_pipeline(images, labels, *, batch_size):
-    """Returns an evaluation `tf.data.Dataset`: one pass, in array order.
+def eval_pipeline(images, labels, *, batch_size, pad_to_multiple=1):
+    """Returns evaluation batches: one pass, in array order.
 
-    TFDS order without the shuffle: normalize (float32 in [0, 1]), cache,
-    batch (the last batch may be partial), prefetch.
+    TFDS order without the shuffle: normalize (float32 in [0, 1]) once,
+    batch (the last batch may be partial).
 
     Args:
         images: uint8 array (N, height, width, channels).
         labels: int array (N,).
         batch_size: int >= 1, examples per batch.
+        pad_to_multiple: int >= 1, see `ArrayBatches`. Defaults to `1`.
 
     Returns:
-        A `tf.data.Dataset` of `(images, labels)` batches.
+        An `ArrayBatches` of `(images, labels)` NumPy batches.
 
     Example:
 
     >>> x = np.zeros((5, 2, 2, 1), "uint8"); y = np.arange(5)
-    >>> [b[1].numpy().tolist() for b in eval_pipeline(x, y, batch_size=4)]
+    >>> [batch[1].tolist() for batch in eval_pipeline(x, y, batch_size=4)]
     [[0, 1, 2, 3], [4]]
     """
-    _check_arrays(images, labels)
-    batch_size = _validation.check_int("batch_size", batch_size, 1)
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
-    dataset = dataset.map(_normalize_example,
-                          num_parallel_calls=tf.data.AUTOTUNE).cache()
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return ArrayBatches(images, labels, batch_size=batch_size,
+                        pad_to_multiple=pad_to_multiple)
 
 
 def steps_per_epoch(num_examples, batch_size, *, drop_remainder=False):
@@ -394,7 +523,7 @@ def probe_subset(images, labels, size, *, seed=None):
         seed = _validation.check_int("seed", seed, 0, _SEED_MAX)
         rng = np.random.default_rng(seed)
         indices = np.sort(rng.choice(num_examples, size=size, replace=False))
-    probe_images = normalize_images(np.asarray(images)[indices]).numpy()
+    probe_images = normalize_images(np.asarray(images)[indices])
     return probe_images, np.asarray(labels)[indices].astype(np.int64)
 
 
@@ -454,11 +583,12 @@ def read_idx(path, *, expected_magic=None):
 
 
 def read_cifar10_batch(path):
-    """Reads one official CIFAR-10 python batch (a pickled dict).
+    """Reads one official CIFAR-10 python batch (a pickled dict), plain or xz.
 
     The dict holds `data`, a uint8 array (N, 3072) whose rows are the red,
-    green and blue 32x32 planes, and `labels`, N ints in [0, 10). Like every
-    pickle, the file can run code when loaded: read only trusted files.
+    green and blue 32x32 planes, and `labels`, N ints in [0, 10). The file
+    may be xz-compressed (`data_batch_1.xz`); that is detected from its
+    first bytes.
 
     Args:
         path: str, e.g. `.../cifar-10-batches-py/data_batch_1`.
@@ -468,7 +598,8 @@ def read_cifar10_batch(path):
 
     Raises:
         FileNotFoundError: if `path` does not exist.
-        ValueError: if the file is not such a pickle.
+        ValueError: if the file is not such a pickle (or references anything
+            else than NumPy arrays, e.g. code to run).
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"CIFAR-10 batch file {path} does not exist")
@@ -476,7 +607,10 @@ def read_cifar10_batch(path):
                 "(N ints in [0, 10))")
     try:
         with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+            raw = f.read()
+        if raw.startswith(_XZ_MAGIC):
+            raw = lzma.decompress(raw)
+        batch = _CifarUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as err:  # Unpickling errors come in many types.
         raise ValueError(
             f"CIFAR-10 batch file {path} could not be read "
@@ -506,12 +640,29 @@ def read_cifar10_batch(path):
     return np.ascontiguousarray(images), labels.astype(np.int64)
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """Loads only NumPy arrays, lists and dicts: a pickle can run any code."""
+
+    def find_class(self, module, name):
+        if (module, name) not in _CIFAR_PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"global {module}.{name} is not allowed in a CIFAR-10 batch")
+        return super().find_class(module, name)
+
+
 # Loaders. Each returns (train_images, train_labels, test_images, test_labels,
 # num_classes) with images of shape (N, height, width, channels).
 
 
 def _load_tfds(name, data_dir):
-    import tensorflow_datasets as tfds  # Slow to import; only when needed.
+    try:  # Slow to import, and only TFDS names need it.
+        import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    except ImportError as err:
+        raise ImportError(
+            f"dataset {name!r} is a TFDS name, which needs TensorFlow and "
+            "TensorFlow Datasets: pip install \"rlr_keras[tensorflow]\"; "
+            "or use an offline dataset ('idx:PATH', 'idx-split:PATH', "
+            "'cifar10_batches:PATH', 'digits')") from err
 
     try:
         builder = tfds.builder(name, data_dir=data_dir)
@@ -635,22 +786,32 @@ def _load_cifar10_batches(folder):
             f"CIFAR-10 batches folder {folder} does not exist; expected a "
             "folder with data_batch_1 ... data_batch_5 and test_batch")
     nested = os.path.join(folder, "cifar-10-batches-py")
-    if (not os.path.isfile(os.path.join(folder, _CIFAR_TEST_FILE))
+    if (_cifar_file(folder, _CIFAR_TEST_FILE) is None
             and os.path.isdir(nested)):
         folder = nested
+    paths = []
     for name in _CIFAR_TRAIN_FILES + (_CIFAR_TEST_FILE,):
-        if not os.path.isfile(os.path.join(folder, name)):
+        path = _cifar_file(folder, name)
+        if path is None:
             raise FileNotFoundError(
-                f"CIFAR-10 batch file {os.path.join(folder, name)} does not "
-                "exist; a 'cifar10_batches:' folder needs data_batch_1 ... "
-                "data_batch_5 and test_batch (the python version)")
-    train = [read_cifar10_batch(os.path.join(folder, name))
-             for name in _CIFAR_TRAIN_FILES]
-    test_images, test_labels = read_cifar10_batch(
-        os.path.join(folder, _CIFAR_TEST_FILE))
+                f"CIFAR-10 batch file {os.path.join(folder, name)} (or "
+                f"{name}.xz) does not exist; a 'cifar10_batches:' folder "
+                "needs data_batch_1 ... data_batch_5 and test_batch (the "
+                "python version), each optionally .xz")
+        paths.append(path)
+    train = [read_cifar10_batch(path) for path in paths[:-1]]
+    test_images, test_labels = read_cifar10_batch(paths[-1])
     return (np.concatenate([b[0] for b in train]),
             np.concatenate([b[1] for b in train]),
             test_images, test_labels, _CIFAR_CLASSES)
+
+
+def _cifar_file(folder, name):
+    for candidate in (name, name + ".xz"):
+        path = os.path.join(folder, candidate)
+        if os.path.isfile(path):
+            return path
+    return None
 
 
 def _load_digits():
@@ -713,12 +874,23 @@ def _check_image_size(image_size):
 
 
 def _resize(images, size):
-    resized = tf.image.resize(images, size, method="bilinear").numpy()
+    """Bilinear resize of (N, H, W, C) images, rounded back to uint8.
+
+    Half-pixel centers without antialiasing, the `tf.image.resize(...,
+    "bilinear")` convention, in NumPy so that it needs no backend.
+    """
+    resized = np.asarray(images, np.float32)
+    # Width first, then height, each as a + (b - a) w: TensorFlow's order.
+    for axis, new in ((2, size[1]), (1, size[0])):
+        old = images.shape[axis]
+        source = np.clip((np.arange(new) + 0.5) * (old / new) - 0.5, 0,
+                         old - 1)
+        lower = np.floor(source).astype(np.int64)
+        upper = np.minimum(lower + 1, old - 1)
+        weight = (source - lower).astype(np.float32)
+        shape = [1] * resized.ndim
+        shape[axis] = new
+        weight = weight.reshape(shape)
+        low = np.take(resized, lower, axis=axis)
+        resized = low + (np.take(resized, upper, axis=axis) - low) * weight
     return np.clip(np.round(resized), 0, 255).astype(np.uint8)
-
-
-def _epoch_seed(seed, epoch):
-    """The shuffle seed of `epoch`: a pure function of (seed, epoch)."""
-    state = np.random.SeedSequence([seed, _SHUFFLE_STREAM, epoch])
-    # tf.data reduces seeds modulo 2**31 - 1; stay below it.
-    return int(state.generate_state(1)[0]) >> 1

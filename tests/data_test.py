@@ -1,20 +1,26 @@
-"""Tests for dataset loading and the tf.data pipelines.
+"""Tests for dataset loading and the input pipelines, on every backend.
 
 Every file read here is written by the test itself (IDX files, CIFAR-10
-pickles); TFDS runs under `tfds.testing.mock_data`.
+pickles); TFDS runs under `tfds.testing.mock_data` (TensorFlow backend only).
 """
 
 import collections
 import gzip
+import lzma
+import os
 import pickle
 import struct
+import subprocess
+import sys
+import textwrap
 
+import keras
 import numpy as np
 import pytest
-import tensorflow as tf
-import tensorflow_datasets as tfds
 
 from rlr_keras import data
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # ---------------------------------------------------------------------------
@@ -59,7 +65,8 @@ def write_idx_folder(folder, *, num_train=12, num_test=6, gz_train=False,
     return arrays
 
 
-def write_cifar_folder(folder, per_batch=3):
+def write_cifar_folder(folder, per_batch=3, *, xz=False):
+    """Writes the six CIFAR-10 python batches (`.xz`-compressed if `xz`)."""
     folder.mkdir(parents=True, exist_ok=True)
     batches = {}
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
@@ -68,8 +75,11 @@ def write_cifar_folder(folder, per_batch=3):
         batch = {b"data": rng.integers(0, 256, (per_batch, 3072), np.uint8),
                  b"labels": [int(v) for v in rng.integers(0, 10, per_batch)],
                  b"batch_label": name.encode()}
-        with open(folder / name, "wb") as f:
-            pickle.dump(batch, f)
+        raw = pickle.dumps(batch, protocol=2)  # As the official files.
+        if xz:
+            (folder / f"{name}.xz").write_bytes(lzma.compress(raw))
+        else:
+            (folder / name).write_bytes(raw)
         batches[name] = batch
     return batches
 
@@ -228,7 +238,8 @@ def test_load_cifar10_batches_folder_and_parent_folder(tmp_path):
 def test_cifar10_batches_errors_name_the_file(tmp_path):
     write_cifar_folder(tmp_path)
     (tmp_path / "test_batch").unlink()
-    with pytest.raises(FileNotFoundError, match="test_batch does not exist"):
+    with pytest.raises(FileNotFoundError,
+                       match=r"test_batch \(or test_batch.xz\) does not exist"):
         data.load_dataset(f"cifar10_batches:{tmp_path}")
     (tmp_path / "test_batch").write_bytes(b"\x80\x04garbage")
     with pytest.raises(ValueError, match="test_batch could not be read"):
@@ -244,6 +255,33 @@ def test_cifar10_batches_errors_name_the_file(tmp_path):
                      b"labels": [0, 10]}, f)
     with pytest.raises(ValueError, match=r"test_batch has labels in \[0, 10\]"):
         data.load_dataset(f"cifar10_batches:{tmp_path}")
+
+
+def test_cifar10_batches_read_xz_files_like_plain_ones(tmp_path):
+    batches = write_cifar_folder(tmp_path / "xz", xz=True)
+    write_cifar_folder(tmp_path / "plain")
+    from_xz = data.load_dataset(f"cifar10_batches:{tmp_path / 'xz'}")
+    plain = data.load_dataset(f"cifar10_batches:{tmp_path / 'plain'}")
+    np.testing.assert_array_equal(from_xz.train_images, plain.train_images)
+    np.testing.assert_array_equal(from_xz.test_labels,
+                                  batches["test_batch"][b"labels"])
+    (tmp_path / "xz" / "data_batch_3.xz").unlink()
+    with pytest.raises(FileNotFoundError, match=r"data_batch_3 \(or "
+                                                r"data_batch_3.xz\)"):
+        data.load_dataset(f"cifar10_batches:{tmp_path / 'xz'}")
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_cifar10_batch_refuses_pickles_that_run_code(tmp_path):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": _RunsCode(), b"labels": [0]}))
+    with pytest.raises(ValueError, match=r"could not be read .*"
+                                         r"system is not allowed"):
+        data.read_cifar10_batch(str(path))
 
 
 # ---------------------------------------------------------------------------
@@ -274,6 +312,30 @@ def test_digits_split_is_deterministic_stratified_and_complete():
         map(bytes, expected.reshape(1797, -1)))
 
 
+def test_resize_is_bilinear_with_half_pixel_centers():
+    images = np.array([0, 100, 200, 250], np.uint8).reshape(1, 1, 4, 1)
+    # Output pixel j samples input x = (j + 0.5) / 2 - 0.5, clamped to
+    # [0, 3]; 212.5 and 237.5 round half to even.
+    np.testing.assert_array_equal(
+        data._resize(images, (1, 8))[0, 0, :, 0],
+        [0, 25, 75, 125, 175, 212, 238, 250])
+    constant = np.full((2, 3, 5, 2), 7, np.uint8)
+    np.testing.assert_array_equal(data._resize(constant, (6, 4)),
+                                  np.full((2, 6, 4, 2), 7, np.uint8))
+
+
+@pytest.mark.tensorflow_only
+def test_resize_is_within_one_of_tensorflow():
+    import tensorflow as tf
+
+    images = np.random.default_rng(0).integers(0, 256, (20, 8, 8, 3),
+                                               dtype=np.uint8)
+    for size in [(28, 28), (5, 3), (16, 9)]:
+        expected = np.round(tf.image.resize(images, size).numpy())
+        # Rounding ties may break the other way (float32 order of terms).
+        assert np.abs(data._resize(images, size) - expected).max() <= 1
+
+
 def test_image_size_resizes_digits_for_the_cnn():
     dataset = data.load_dataset("digits", image_size=(28, 28))
     assert dataset.input_shape == (28, 28, 1)
@@ -287,7 +349,10 @@ def test_image_size_resizes_digits_for_the_cnn():
 # TFDS.
 
 
+@pytest.mark.tensorflow_only
 def test_tfds_name_loads_train_and_test_under_mock_data(tmp_path):
+    import tensorflow_datasets as tfds
+
     with tfds.testing.mock_data(num_examples=6):
         dataset = data.load_dataset("mnist", data_dir=str(tmp_path))
     assert dataset.input_shape == (28, 28, 1)
@@ -298,8 +363,11 @@ def test_tfds_name_loads_train_and_test_under_mock_data(tmp_path):
     assert set(dataset.train_labels.tolist()) <= set(range(10))
 
 
+@pytest.mark.tensorflow_only
 def test_tfds_without_internet_names_the_offline_alternatives(
         tmp_path, monkeypatch):
+    import tensorflow_datasets as tfds
+
     def no_internet(self, *args, **kwargs):
         raise ConnectionError("Failed to resolve 'storage.googleapis.com'")
 
@@ -315,6 +383,7 @@ def test_tfds_without_internet_names_the_offline_alternatives(
     assert isinstance(info.value.__cause__, ConnectionError)
 
 
+@pytest.mark.tensorflow_only
 def test_unknown_tfds_name_is_a_value_error():
     with pytest.raises(ValueError, match="'no_such_set' is not a TFDS"):
         data.load_dataset("no_such_set")
@@ -343,7 +412,7 @@ def test_parse_dataset_spec_rejects_malformed_specs(spec, match):
 
 
 # ---------------------------------------------------------------------------
-# Pipelines.
+# Pipelines: NumPy batches on every backend.
 
 
 def small_arrays(count=10):
@@ -352,19 +421,19 @@ def small_arrays(count=10):
     return images, np.arange(count, dtype=np.int64)
 
 
-def epochs_of(dataset, steps):
-    labels = [batch[1].numpy().tolist() for batch in dataset]
+def epochs_of(batches):
+    labels = [batch[1].tolist() for batch in batches]
+    steps = batches.steps_per_epoch
     return [sum(labels[i:i + steps], []) for i in range(0, len(labels), steps)]
 
 
 def test_train_pipeline_shuffles_every_epoch_into_a_permutation():
     images, labels = small_arrays(10)
-    dataset = data.train_pipeline(images, labels, batch_size=4, seed=1,
+    batches = data.train_pipeline(images, labels, batch_size=4, seed=1,
                                   epochs=4)
-    steps = data.steps_per_epoch(10, 4)
-    batch_sizes = [int(batch[1].shape[0]) for batch in dataset]
-    assert batch_sizes == [4, 4, 2] * 4 and steps == 3
-    epochs = epochs_of(dataset, steps)
+    assert [len(batch[1]) for batch in batches] == [4, 4, 2] * 4
+    assert batches.steps_per_epoch == data.steps_per_epoch(10, 4) == 3
+    epochs = epochs_of(batches)
     assert len(epochs) == 4
     for order in epochs:
         assert sorted(order) == list(range(10))
@@ -373,64 +442,136 @@ def test_train_pipeline_shuffles_every_epoch_into_a_permutation():
 
 def test_train_pipeline_normalizes_to_unit_interval():
     images, labels = small_arrays(10)
-    dataset = data.train_pipeline(images, labels, batch_size=10, seed=0,
-                                  epochs=1)
-    batch_images, batch_labels = next(iter(dataset))
-    assert batch_images.dtype == tf.float32
-    expected = images[batch_labels.numpy()].astype(np.float32) / np.float32(255)
-    np.testing.assert_array_equal(batch_images.numpy(), expected)
+    batch_images, batch_labels = data.train_pipeline(
+        images, labels, batch_size=10, seed=0, epochs=1)[0]
+    assert batch_images.dtype == np.float32 and batch_labels.dtype == np.int32
+    expected = images[batch_labels].astype(np.float32) / np.float32(255)
+    np.testing.assert_array_equal(batch_images, expected)
 
 
-def test_train_pipeline_is_a_function_of_seed_and_epoch():
+def test_epoch_order_is_a_pure_function_of_seed_and_epoch():
     images, labels = small_arrays(10)
-
-    def orders(seed, initial_epoch=0):
-        return epochs_of(data.train_pipeline(
-            images, labels, batch_size=3, seed=seed, epochs=5,
-            initial_epoch=initial_epoch), data.steps_per_epoch(10, 3))
-
-    full = orders(seed=5)
-    assert orders(seed=5) == full
-    assert orders(seed=6) != full
-    # A run resumed at epoch 3 sees what an uninterrupted run sees.
-    assert orders(seed=5, initial_epoch=3) == full[3:]
-
-
-def test_train_pipeline_normalizes_once_then_caches(monkeypatch):
-    calls = tf.Variable(0)
-    normalize = data._normalize_example
-
-    def counting(image, label):
-        calls.assign_add(1)
-        return normalize(image, label)
-
-    monkeypatch.setattr(data, "_normalize_example", counting)
-    images, labels = small_arrays(10)
-    dataset = data.train_pipeline(images, labels, batch_size=4, seed=0,
+    first = [data.epoch_order(10, seed=5, epoch=e).tolist() for e in range(3)]
+    np.random.seed(123)  # No global state enters it.
+    keras.utils.set_random_seed(7)
+    assert [data.epoch_order(10, seed=5, epoch=e).tolist()
+            for e in range(3)] == first
+    assert data.epoch_order(10, seed=6, epoch=0).tolist() != first[0]
+    assert len({tuple(order) for order in first}) == 3
+    # The pipeline visits each epoch in exactly that order.
+    batches = data.train_pipeline(images, labels, batch_size=3, seed=5,
                                   epochs=3)
-    for _ in dataset:
-        pass
-    assert int(calls.numpy()) == 10  # Once per example, not once per epoch.
+    assert epochs_of(batches) == first
 
 
-def test_train_pipeline_drop_remainder_and_small_buffer():
+def test_resumed_pipeline_sees_what_an_uninterrupted_one_sees():
     images, labels = small_arrays(10)
-    dataset = data.train_pipeline(images, labels, batch_size=4, seed=0,
-                                  epochs=2, drop_remainder=True,
-                                  shuffle_buffer=2)
-    assert [int(b[1].shape[0]) for b in dataset] == [4, 4, 4, 4]
+
+    def epochs(initial_epoch):
+        return epochs_of(data.train_pipeline(
+            images, labels, batch_size=3, seed=5, epochs=5,
+            initial_epoch=initial_epoch))
+
+    assert epochs(3) == epochs(0)[3:]
+
+
+class _LabelRecorder(keras.metrics.Metric):
+    """Records the labels of every batch the model is trained on (eagerly)."""
+
+    def __init__(self):
+        super().__init__(name="labels_seen")
+        self.seen = []
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        try:
+            self.seen.append(keras.ops.convert_to_numpy(y_true).tolist())
+        except Exception:  # pylint: disable=broad-except
+            pass  # A symbolic value (JAX traces the step once for shapes).
+
+    def result(self):
+        return 0.0
+
+    def reset_state(self):
+        pass
+
+
+def _fit_and_record(batches, *, epochs, initial_epoch):
+    model = keras.Sequential([keras.Input((2, 3, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(10)])
+    recorder = _LabelRecorder()
+    model.compile(optimizer="sgd", run_eagerly=True, metrics=[recorder],
+                  loss=keras.losses.SparseCategoricalCrossentropy(
+                      from_logits=True))
+    model.fit(batches, epochs=epochs, initial_epoch=initial_epoch,
+              steps_per_epoch=batches.steps_per_epoch, verbose=0,
+              shuffle=False)
+    steps = batches.steps_per_epoch
+    return [sum(recorder.seen[i:i + steps], [])
+            for i in range(0, len(recorder.seen), steps)]
+
+
+def test_keras_fit_trains_on_each_epoch_order_and_resumes_in_place():
+    images, labels = small_arrays(10)
+    orders = [data.epoch_order(10, seed=2, epoch=e).tolist()
+              for e in range(3)]
+    full = _fit_and_record(data.train_pipeline(
+        images, labels, batch_size=4, seed=2, epochs=3),
+        epochs=3, initial_epoch=0)
+    assert full == orders
+    resumed = _fit_and_record(data.train_pipeline(
+        images, labels, batch_size=4, seed=2, epochs=3, initial_epoch=1),
+        epochs=3, initial_epoch=1)
+    assert resumed == orders[1:]
+
+
+def test_train_pipeline_normalizes_once(monkeypatch):
+    calls = []
+    normalize = data.normalize_images
+
+    def counting(images):
+        calls.append(len(images))
+        return normalize(images)
+
+    monkeypatch.setattr(data, "normalize_images", counting)
+    images, labels = small_arrays(10)
+    for _ in data.train_pipeline(images, labels, batch_size=4, seed=0,
+                                 epochs=3):
+        pass
+    assert calls == [10]  # The whole array once, not once per batch.
+
+
+def test_train_pipeline_drop_remainder():
+    images, labels = small_arrays(10)
+    batches = data.train_pipeline(images, labels, batch_size=4, seed=0,
+                                  epochs=2, drop_remainder=True)
+    assert [len(b[1]) for b in batches] == [4, 4, 4, 4]
     assert data.steps_per_epoch(10, 4, drop_remainder=True) == 2
 
 
 def test_eval_pipeline_is_unshuffled_and_repeatable():
     images, labels = small_arrays(7)
-    dataset = data.eval_pipeline(images, labels, batch_size=3)
-    first = [b[1].numpy().tolist() for b in dataset]
+    batches = data.eval_pipeline(images, labels, batch_size=3)
+    first = [b[1].tolist() for b in batches]
     assert first == [[0, 1, 2], [3, 4, 5], [6]]
-    assert [b[1].numpy().tolist() for b in dataset] == first
-    batch_images = next(iter(dataset))[0].numpy()
+    assert [b[1].tolist() for b in batches] == first
     np.testing.assert_array_equal(
-        batch_images, images[:3].astype(np.float32) / np.float32(255))
+        batches[0][0], images[:3].astype(np.float32) / np.float32(255))
+
+
+def test_padded_batches_split_evenly_with_zero_weight_padding():
+    images, labels = small_arrays(7)
+    batches = data.eval_pipeline(images, labels, batch_size=4,
+                                 pad_to_multiple=2)
+    (x0, y0, w0), (x1, y1, w1) = batches[0], batches[1]
+    assert y0.tolist() == [0, 1, 2, 3] and w0.tolist() == [1, 1, 1, 1]
+    # 3 left: padded to 4 with a copy of the batch's first example.
+    assert y1.tolist() == [4, 5, 6, 4] and w1.tolist() == [1, 1, 1, 0]
+    np.testing.assert_array_equal(x1[3], x1[0])
+    shuffled = data.train_pipeline(images, labels, batch_size=4, seed=1,
+                                   epochs=1, pad_to_multiple=4)
+    order = data.epoch_order(7, seed=1, epoch=0).tolist()
+    assert shuffled[1][1].tolist() == order[4:] + order[4:5]
+    assert shuffled[1][2].tolist() == [1, 1, 1, 0]
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -438,9 +579,9 @@ def test_eval_pipeline_is_unshuffled_and_repeatable():
     (dict(seed=None), "seed must be an integer"),
     (dict(epochs=0), "epochs must be an integer in \\[1, inf\\], got 0"),
     (dict(initial_epoch=3), "initial_epoch must be an integer in \\[0, 2\\]"),
-    (dict(shuffle_buffer=0), "shuffle_buffer must be"),
     (dict(drop_remainder=1), "drop_remainder must be a bool"),
     (dict(batch_size=20, drop_remainder=True), "batch_size must be <= the 10"),
+    (dict(pad_to_multiple=0), "pad_to_multiple must be an integer"),
 ])
 def test_train_pipeline_rejects_bad_arguments(kwargs, match):
     images, labels = small_arrays(10)
@@ -456,6 +597,50 @@ def test_pipelines_reject_mismatched_arrays():
         data.eval_pipeline(images, labels[:9], batch_size=2)
     with pytest.raises(ValueError, match="images must have shape"):
         data.eval_pipeline(images[..., 0], labels, batch_size=2)
+
+
+def _run_without(blocked, code):
+    """Runs `code` in a fresh process in which importing `blocked` fails."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":  # Keras itself would need TensorFlow.
+        backend = "jax"
+    program = "import sys\n" + "".join(
+        f"sys.modules[{name!r}] = None\n" for name in blocked) + code
+    return subprocess.run(
+        [sys.executable, "-c", program], cwd=_REPO, capture_output=True,
+        text=True, timeout=120, check=False,
+        env=dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=_REPO))
+
+
+# MERGE: drop this xfail once the temperature branch lands (until then
+# rlr_keras/__init__.py imports temperature.py, which imports TensorFlow).
+with open(os.path.join(_REPO, "rlr_keras", "temperature.py")) as _f:
+    _TEMPERATURE_IMPORTS_TF = "\nimport tensorflow" in _f.read()
+
+
+@pytest.mark.xfail(_TEMPERATURE_IMPORTS_TF, strict=True,
+                   reason="rlr_keras.temperature still imports TensorFlow")
+def test_offline_data_and_pipelines_need_no_tensorflow(tmp_path):
+    write_idx_folder(tmp_path / "mnist")
+    completed = _run_without(["tensorflow", "tensorflow_datasets"],
+                             textwrap.dedent(f"""
+        from rlr_keras import data
+        digits = data.load_dataset("digits", image_size=(4, 4))
+        mnist = data.load_dataset("idx:{tmp_path / 'mnist'}")
+        batches = data.train_pipeline(digits.train_images,
+                                      digits.train_labels, batch_size=64,
+                                      seed=0, epochs=2)
+        print(len(batches), mnist.num_train, "tensorflow" in sys.modules
+              and sys.modules["tensorflow"] is not None)
+        try:
+            data.load_dataset("mnist")
+        except ImportError as error:
+            print(error)
+    """))
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.splitlines()
+    assert lines[0] == "46 12 False"
+    assert 'pip install "rlr_keras[tensorflow]"' in lines[1]
 
 
 # ---------------------------------------------------------------------------
@@ -481,22 +666,3 @@ def test_probe_subset_first_examples_or_seeded_selection():
     with pytest.raises(ValueError, match=r"size must be an integer in "
                                          r"\[1, 10\], got 11"):
         data.probe_subset(images, labels, 11)
-
-
-def test_train_pipeline_builds_and_is_reproducible_with_a_global_seed():
-    images = np.arange(12, dtype=np.uint8).reshape(12, 1, 1, 1)
-    labels = np.arange(12)
-
-    def epochs_order():
-        tf.random.set_seed(5)
-        ds = data.train_pipeline(images, labels, batch_size=12, seed=3,
-                                 epochs=3)
-        return [batch[1].numpy().tolist() for batch in ds]
-
-    try:
-        first, second = epochs_order(), epochs_order()
-    finally:
-        tf.random.set_seed(None)
-    assert first == second
-    assert all(sorted(order) == list(range(12)) for order in first)
-    assert first[0] != first[1]

@@ -21,7 +21,9 @@ import types
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+
+pytestmark = pytest.mark.tensorflow_only
+tf = pytest.importorskip("tensorflow")
 
 _TESTS = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(_TESTS), "experiments"))
@@ -283,7 +285,9 @@ def _worker_env(cluster, index):
                               "task": {"type": "worker", "index": index}}),
         NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
         TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow",
-        CUDA_VISIBLE_DEVICES="")
+        CUDA_VISIBLE_DEVICES="",
+        # This checkout's rlr_keras, whatever else is installed.
+        PYTHONPATH=os.path.dirname(_TESTS))
     return env
 
 

@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.join(_REPO, "experiments"))
 
 import _rundir  # noqa: E402
 import sweep  # noqa: E402
+from experiments_train_test import ALPHA_STREAM_IS_BROKEN  # noqa: E402
 
 _BASE = dict(model="mlp", dataset="digits", learning_rate=0.05,
              batch_size=64, epochs=2, verbose=0, momentum=0.9, nesterov=True,
@@ -79,6 +80,10 @@ def _events(root):
     return [event for event in sweep.read_log(root) if event["run"]]
 
 
+# MERGE: drop the xfail once the numerics branch fixes alpha_at on torch.
+@pytest.mark.xfail(ALPHA_STREAM_IS_BROKEN, strict=True,
+                   reason="RandomLRSGD.alpha_at is out of [0, 2] on this "
+                   "backend: the random runs diverge")
 def test_killed_sweep_resumes_without_repeating_or_losing_runs(tmp_path):
     root = str(tmp_path / "sweep")
     command = [sys.executable, os.path.join(_REPO, "experiments", "sweep.py"),
@@ -88,7 +93,7 @@ def test_killed_sweep_resumes_without_repeating_or_losing_runs(tmp_path):
                 for name, value in _BASE.items()]
     process = subprocess.Popen(
         command, cwd=_REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=_REPO))
     try:
         # Kill as soon as the first run is done and the second has started.
         deadline = time.monotonic() + 120
@@ -138,7 +143,7 @@ def test_killed_sweep_resumes_without_repeating_or_losing_runs(tmp_path):
 
 
 def test_hparams_summary_names_the_grid_coordinates(tmp_path):
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    from tensorboard.backend.event_processing import event_file_loader  # noqa: E402,E501
     from tensorboard.plugins.hparams import plugin_data_pb2  # noqa: E402
 
     run_dir = str(tmp_path / "run")
@@ -147,8 +152,8 @@ def test_hparams_summary_names_the_grid_coordinates(tmp_path):
     log_dir = os.path.join(run_dir, "tensorboard")
     (name,) = os.listdir(log_dir)
     found = {}
-    for event in tf.compat.v1.train.summary_iterator(
-            os.path.join(log_dir, name)):
+    for event in event_file_loader.EventFileLoader(
+            os.path.join(log_dir, name)).Load():
         for value in event.summary.value:
             if value.metadata.plugin_data.plugin_name == "hparams":
                 data = plugin_data_pb2.HParamsPluginData.FromString(
@@ -156,6 +161,7 @@ def test_hparams_summary_names_the_grid_coordinates(tmp_path):
                 if data.HasField("session_start_info"):
                     info = data.session_start_info
                     found = {key: info.hparams[key] for key in info.hparams}
+                    assert info.group_name == "random_batch_size=60_seed=0"
     assert found["protocol"].string_value == "random"
     assert found["batch_size"].number_value == 60
     assert found["seed"].number_value == 0

@@ -1,4 +1,4 @@
-"""Tests for experiments/train.py: run folder, resume after SIGKILL, NaN."""
+"""Tests for experiments/train.py on every backend: run folder, SIGKILL, NaN."""
 
 import json
 import os
@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import h5py
+import keras
 import numpy as np
 import pytest
 from absl import flags
@@ -18,11 +19,30 @@ sys.path.insert(0, _EXPERIMENTS)
 import _rundir  # noqa: E402
 import train  # noqa: E402
 
+_BACKEND = keras.backend.backend()
+
+
+def _alpha_stream_is_broken():
+    import rlr_keras  # pylint: disable=g-import-not-at-top
+
+    optimizer = rlr_keras.RandomLRSGD(delta=1.0, seed=0)
+    return not all(0 <= float(optimizer.alpha_at(k)) <= 2 for k in range(8))
+
+
+# MERGE: always "random" once the numerics branch fixes alpha_at on torch
+# (there it returns values ~1e9, so that training diverges at once).
+ALPHA_STREAM_IS_BROKEN = _alpha_stream_is_broken()
 # Model 1 on the bundled digits: small and offline. batch_size=64 gives 23
 # steps per epoch.
-_TINY = dict(model="mlp", dataset="digits", protocol="random",
+_TINY = dict(model="mlp", dataset="digits",
+             protocol="constant" if ALPHA_STREAM_IS_BROKEN else "random",
              learning_rate=0.05, batch_size=64, epochs=2, seed=3,
              deterministic=True, verbose=0)
+# MERGE: the temperature monitor on every backend once the temperature
+# branch makes it backend-neutral.
+_PROBE = 32 if _BACKEND == "tensorflow" else 0
+# Subprocesses import this checkout's rlr_keras and experiments.
+_ENVIRONMENT = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=_REPO)
 
 
 def _weights(path):
@@ -42,7 +62,7 @@ def _without_wall_time(rows):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     output_dir = str(tmp_path_factory.mktemp("runs") / "random")
-    summary = train.run(output_dir=output_dir, temperature_probe=32,
+    summary = train.run(output_dir=output_dir, temperature_probe=_PROBE,
                         **_TINY)
     return output_dir, summary
 
@@ -59,6 +79,9 @@ def test_run_folder_is_complete(finished_run):
     assert summary == _rundir.read_json(os.path.join(output_dir,
                                                      "summary.json"))
     assert summary["num_parameters"] == 8 * 8 * 100 + 100 + 100 * 10 + 10
+    config = _rundir.read_json(os.path.join(output_dir, "config.json"))
+    assert config["versions"]["backend"] == _BACKEND
+    assert _BACKEND in config["versions"]
     # T/D of eq. 20: l / (2 C (1 - mu)).
     np.testing.assert_allclose(summary["temperature_over_d"],
                                0.05 / (2 * 64 * (1 - 0.9)))
@@ -76,7 +99,8 @@ def test_metrics_are_sane(finished_run):
         for key in ("train_accuracy", "test_accuracy"):
             assert 0.0 <= row[key] <= 1.0
         np.testing.assert_allclose(row["learning_rate"], 0.05, rtol=1e-6)
-        assert row["diffusion"] > 0 and row["temperature"] > 0
+        if _PROBE:
+            assert row["diffusion"] > 0 and row["temperature"] > 0
     assert rows[1]["train_loss"] < rows[0]["train_loss"]
     assert rows[-1]["test_accuracy"] > 0.5  # 10 classes: chance is 0.1.
     assert summary["final_test_accuracy"] == rows[-1]["test_accuracy"]
@@ -101,7 +125,7 @@ def test_flags_file_replays_the_run(finished_run):
 def test_done_run_is_not_trained_again(finished_run):
     output_dir, summary = finished_run
     before = os.path.getmtime(os.path.join(output_dir, "metrics.jsonl"))
-    assert train.run(output_dir=output_dir, temperature_probe=32,
+    assert train.run(output_dir=output_dir, temperature_probe=_PROBE,
                      **_TINY) == summary
     assert os.path.getmtime(os.path.join(output_dir, "metrics.jsonl")) == before
 
@@ -109,7 +133,7 @@ def test_done_run_is_not_trained_again(finished_run):
 def test_other_arguments_in_same_folder_is_an_error(finished_run):
     output_dir, _ = finished_run
     with pytest.raises(ValueError, match="other arguments.*learning_rate"):
-        train.run(output_dir=output_dir, temperature_probe=32,
+        train.run(output_dir=output_dir, temperature_probe=_PROBE,
                   **{**_TINY, "learning_rate": 0.1})
 
 
@@ -143,10 +167,9 @@ def test_resume_after_sigkill_is_identical(tmp_path):
         train._callback_classes = killing_classes
         train.run(output_dir={resumed!r}, **{arguments!r})
     """))
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     completed = subprocess.run([sys.executable, str(script)], cwd=_REPO,
-                               env=environment, capture_output=True,
-                               timeout=120, check=False)
+                               env=_ENVIRONMENT, capture_output=True,
+                               timeout=180, check=False)
     assert completed.returncode == -9, completed.stderr.decode()[-3000:]
     assert _rundir.read_status(resumed) == "running"
     assert len(_rundir.read_jsonl(os.path.join(resumed, "metrics.jsonl"))) == 2
@@ -215,3 +238,64 @@ def test_invalid_flags_are_rejected_at_parse_time(argv):
             flags.FLAGS(["train.py", "--output_dir=/nonexistent"] + argv)
     finally:
         flags.FLAGS.unparse_flags()
+
+
+@pytest.mark.parametrize("distribution, backend", [
+    ("mirrored", "tensorflow"), ("multi_worker", "tensorflow"),
+    ("data_parallel", "jax")])
+def test_distribution_of_another_backend_is_refused_before_training(
+        tmp_path, distribution, backend):
+    if _BACKEND == backend:
+        pytest.skip(f"{distribution} runs on {backend}")
+    output_dir = str(tmp_path / "wrong_backend")
+    with pytest.raises(ValueError, match=rf"distribution='{distribution}' "
+                                         rf"needs the {backend} Keras"):
+        train.run(output_dir=output_dir, distribution=distribution, **_TINY)
+    assert not os.path.exists(output_dir)
+
+
+def test_vgg16_trains_one_epoch_on_cifar_format_files(tmp_path):
+    from data_test import write_cifar_folder  # pylint: disable=import-outside-toplevel
+
+    write_cifar_folder(tmp_path / "cifar", per_batch=8, xz=True)
+    summary = train.run(
+        output_dir=str(tmp_path / "vgg16"), model="vgg16",
+        dataset=f"cifar10_batches:{tmp_path / 'cifar'}", vgg_weights="none",
+        protocol=_TINY["protocol"], learning_rate=1e-3, batch_size=8,
+        epochs=1, seed=0, verbose=0)
+    assert summary["epochs"] == 1
+    assert np.isfinite(summary["final_train_loss"])
+    assert 0.0 <= summary["final_test_accuracy"] <= 1.0
+
+
+with open(os.path.join(_REPO, "rlr_keras", "temperature.py")) as _f:
+    _TEMPERATURE_IMPORTS_TF = "\nimport tensorflow" in _f.read()
+
+
+# MERGE: drop this xfail once the temperature branch lands (until then
+# rlr_keras/__init__.py imports temperature.py, which imports TensorFlow).
+@pytest.mark.xfail(_TEMPERATURE_IMPORTS_TF, strict=True,
+                   reason="rlr_keras.temperature still imports TensorFlow")
+def test_train_py_runs_on_jax_without_tensorflow(tmp_path):
+    pytest.importorskip("jax")
+    output_dir = str(tmp_path / "no_tf")
+    program = textwrap.dedent(f"""
+        import sys
+        sys.modules["tensorflow"] = None
+        sys.modules["tensorflow_datasets"] = None
+        sys.argv = ["train.py", "--dataset=digits", "--epochs=1",
+                    "--verbose=0", "--output_dir={output_dir}"]
+        sys.path.insert(0, {_EXPERIMENTS!r})
+        import runpy
+        runpy.run_path({os.path.join(_EXPERIMENTS, "train.py")!r},
+                       run_name="__main__")
+    """)
+    completed = subprocess.run(
+        [sys.executable, "-c", program], cwd=_REPO, capture_output=True,
+        text=True, timeout=180, check=False,
+        env=dict(_ENVIRONMENT, KERAS_BACKEND="jax"))
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert _rundir.read_status(output_dir) == "done"
+    config = _rundir.read_json(os.path.join(output_dir, "config.json"))
+    assert config["versions"]["backend"] == "jax"
+    assert "tensorflow" not in config["versions"]
