@@ -392,21 +392,10 @@ def _callback_classes():
 
 
 def _epoch_summaries(log_dir):
-    """Returns [the callback writing the epoch logs to TensorBoard], or []."""
-    import keras  # pylint: disable=g-import-not-at-top
-
+    """Returns [the callback writing the epoch logs to TensorBoard]."""
     from rlr_keras import callbacks  # pylint: disable=g-import-not-at-top
 
-    # MERGE: always rlr_keras.callbacks.EpochSummaries (every backend, via
-    # tensorboardX) once the temperature branch lands; drop the fallback.
-    if hasattr(callbacks, "EpochSummaries"):
-        return [callbacks.EpochSummaries(log_dir)]
-    try:
-        import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
-    except ImportError:
-        logging.warning("No TensorFlow: no TensorBoard events in %s.", log_dir)
-        return []
-    return [keras.callbacks.TensorBoard(log_dir)]
+    return [callbacks.EpochSummaries(log_dir)]
 
 
 def _save_weights_atomically(model, path):
@@ -581,11 +570,8 @@ def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
         log_dir = os.path.join(output_dir, _rundir.TENSORBOARD_DIR)
         metrics_recorder, stop_on_non_finite_loss = _callback_classes()
         callbacks = list(protocol_callbacks)
-        # MERGE: LearningRateMonitor on every backend (drop the condition)
-        # once the temperature branch makes it backend-neutral.
-        if backend == "tensorflow":
-            callbacks.append(rlr_keras.LearningRateMonitor(
-                log_dir, update_freq=alpha_log_steps))
+        callbacks.append(rlr_keras.LearningRateMonitor(
+            log_dir, update_freq=alpha_log_steps))
         if temperature_probe:
             probe_x, probe_y = data_lib.probe_subset(
                 data.train_images, data.train_labels, temperature_probe,

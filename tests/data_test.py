@@ -612,14 +612,6 @@ def _run_without(blocked, code):
         env=dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=_REPO))
 
 
-# MERGE: drop this xfail once the temperature branch lands (until then
-# rlr_keras/__init__.py imports temperature.py, which imports TensorFlow).
-with open(os.path.join(_REPO, "rlr_keras", "temperature.py")) as _f:
-    _TEMPERATURE_IMPORTS_TF = "\nimport tensorflow" in _f.read()
-
-
-@pytest.mark.xfail(_TEMPERATURE_IMPORTS_TF, strict=True,
-                   reason="rlr_keras.temperature still imports TensorFlow")
 def test_offline_data_and_pipelines_need_no_tensorflow(tmp_path):
     write_idx_folder(tmp_path / "mnist")
     completed = _run_without(["tensorflow", "tensorflow_datasets"],

@@ -15,7 +15,6 @@ sys.path.insert(0, os.path.join(_REPO, "experiments"))
 
 import _rundir  # noqa: E402
 import sweep  # noqa: E402
-from experiments_train_test import ALPHA_STREAM_IS_BROKEN  # noqa: E402
 
 _BASE = dict(model="mlp", dataset="digits", learning_rate=0.05,
              batch_size=64, epochs=2, verbose=0, momentum=0.9, nesterov=True,
@@ -80,10 +79,6 @@ def _events(root):
     return [event for event in sweep.read_log(root) if event["run"]]
 
 
-# MERGE: drop the xfail once the numerics branch fixes alpha_at on torch.
-@pytest.mark.xfail(ALPHA_STREAM_IS_BROKEN, strict=True,
-                   reason="RandomLRSGD.alpha_at is out of [0, 2] on this "
-                   "backend: the random runs diverge")
 def test_killed_sweep_resumes_without_repeating_or_losing_runs(tmp_path):
     root = str(tmp_path / "sweep")
     command = [sys.executable, os.path.join(_REPO, "experiments", "sweep.py"),

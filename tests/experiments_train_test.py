@@ -22,25 +22,13 @@ import train  # noqa: E402
 _BACKEND = keras.backend.backend()
 
 
-def _alpha_stream_is_broken():
-    import rlr_keras  # pylint: disable=g-import-not-at-top
-
-    optimizer = rlr_keras.RandomLRSGD(delta=1.0, seed=0)
-    return not all(0 <= float(optimizer.alpha_at(k)) <= 2 for k in range(8))
-
-
-# MERGE: always "random" once the numerics branch fixes alpha_at on torch
-# (there it returns values ~1e9, so that training diverges at once).
-ALPHA_STREAM_IS_BROKEN = _alpha_stream_is_broken()
 # Model 1 on the bundled digits: small and offline. batch_size=64 gives 23
 # steps per epoch.
 _TINY = dict(model="mlp", dataset="digits",
-             protocol="constant" if ALPHA_STREAM_IS_BROKEN else "random",
+             protocol="random",
              learning_rate=0.05, batch_size=64, epochs=2, seed=3,
              deterministic=True, verbose=0)
-# MERGE: the temperature monitor on every backend once the temperature
-# branch makes it backend-neutral.
-_PROBE = 32 if _BACKEND == "tensorflow" else 0
+_PROBE = 32
 # Subprocesses import this checkout's rlr_keras and experiments.
 _ENVIRONMENT = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=_REPO)
 
@@ -268,14 +256,6 @@ def test_vgg16_trains_one_epoch_on_cifar_format_files(tmp_path):
     assert 0.0 <= summary["final_test_accuracy"] <= 1.0
 
 
-with open(os.path.join(_REPO, "rlr_keras", "temperature.py")) as _f:
-    _TEMPERATURE_IMPORTS_TF = "\nimport tensorflow" in _f.read()
-
-
-# MERGE: drop this xfail once the temperature branch lands (until then
-# rlr_keras/__init__.py imports temperature.py, which imports TensorFlow).
-@pytest.mark.xfail(_TEMPERATURE_IMPORTS_TF, strict=True,
-                   reason="rlr_keras.temperature still imports TensorFlow")
 def test_train_py_runs_on_jax_without_tensorflow(tmp_path):
     pytest.importorskip("jax")
     output_dir = str(tmp_path / "no_tf")
