@@ -29,20 +29,27 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 _QUANTITIES = ("learning_rate", "batch_size", "momentum")
 
+# This script's own flags, apart from absl's global FLAGS: train.py defines
+# --learning_rate, --batch_size and --momentum too, and both are imported
+# into one process by the tests.
+FLAGS = flags.FlagValues()
 _LEARNING_RATE = flags.DEFINE_float(
-    "learning_rate", None, "Reference mean learning rate l.", required=True)
+    "learning_rate", None, "Reference mean learning rate l.", required=True,
+    flag_values=FLAGS)
 _BATCH_SIZE = flags.DEFINE_integer(
-    "batch_size", None, "Reference mini-batch size C.", required=True)
-_MOMENTUM = flags.DEFINE_float("momentum", 0.0, "Reference momentum mu.")
+    "batch_size", None, "Reference mini-batch size C.", required=True,
+    flag_values=FLAGS)
+_MOMENTUM = flags.DEFINE_float("momentum", 0.0, "Reference momentum mu.",
+                               flag_values=FLAGS)
 _MATCH = flags.DEFINE_multi_string(
     "match", [],
     "NAME=VALUE, a value of the new configuration, e.g. batch_size=30; "
     "repeat the flag for several names. The others are copied from the "
-    "reference, except the one solved for.")
+    "reference, except the one solved for.", flag_values=FLAGS)
 _SOLVE_FOR = flags.DEFINE_enum(
     "solve_for", None, list(_QUANTITIES),
     "Quantity to solve for (default: the first of learning_rate, "
-    "batch_size, momentum not given in --match).")
+    "batch_size, momentum not given in --match).", flag_values=FLAGS)
 
 
 def parse_match(items):
@@ -115,5 +122,16 @@ def main(argv):
     return 0
 
 
+def _parse_flags(argv):
+    """Parses this script's flags, then absl's own (--help, --flagfile)."""
+    try:
+        rest = FLAGS(argv, known_only=True)
+        FLAGS.validate_all_flags()
+    except flags.Error as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    return flags.FLAGS(rest)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)
