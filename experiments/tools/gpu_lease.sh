@@ -95,10 +95,7 @@ case "${1:-}" in
         > "$out/lease.log" 2>&1 || status=$?
     echo "sweep exit status: $status (124: stopped at the budget)" \
       >> "$out/lease.log"
-    (cd "$root" && find . -mindepth 2 -maxdepth 2 \
-        \( -name config.json -o -name metrics.jsonl -o -name summary.json \
-           -o -name status.json -o -name flags.cfg \) -print0 \
-      | tar -czf "$out/records.tar.gz" --null -T -)
+    bash experiments/tools/records.sh pack "$root" "$out/records.tar.gz"
     tail -n 20 "$out/lease.log"
     ;;
   unpack)
