@@ -185,3 +185,113 @@ def test_every_config_has_a_header_and_expands(name):
     finally:
         flags.FLAGS.unparse_flags()
     assert runs
+
+
+# ---------------------------------------------------------------------------
+# Folder names, delta, and errors of the command line.
+
+
+@pytest.mark.parametrize("value, text", [
+    (0.005, "0.005"), (2.5e-4, "0.00025"), (1e-4, "0.0001"), (6.0, "6"),
+    (1e-5, "1e-05"), (0.1234567, "0.1234567"), (0.1234568, "0.1234568"),
+    (1 / 3, repr(1 / 3)), (60, "60"), (True, "True"),
+])
+def test_folder_names_hold_values_exactly_and_keep_g_names(value, text):
+    assert sweep._format(value) == text
+    if isinstance(value, float):
+        assert float(sweep._format(value)) == value
+
+
+def test_values_that_g_would_merge_get_distinct_folders():
+    runs = sweep.expand(base_arguments=_base_arguments(),
+                        protocols=["random"], seeds=[0],
+                        grid=[("learning_rate", [0.1234567, 0.1234568])])
+    assert [name for name, _ in runs] == [
+        "random_learning_rate=0.1234567_seed=0",
+        "random_learning_rate=0.1234568_seed=0"]
+
+
+def test_a_grid_value_given_twice_is_refused():
+    with pytest.raises(ValueError, match="repeats the value 0.001"):
+        sweep.parse_grid(["learning_rate=1e-3,0.001"])
+
+
+def test_delta_reaches_only_the_random_runs():
+    runs = dict(sweep.expand(
+        base_arguments=_base_arguments(delta=0.5),
+        protocols=["constant", "random", "cyclic"], periods=[6.0], seeds=[0],
+        grid=[("delta", [0.25])]))
+    assert set(runs) == {"constant_seed=0", "random_delta=0.25_seed=0",
+                         "cyclic_period=6_seed=0"}
+    assert runs["random_delta=0.25_seed=0"]["delta"] == 0.25
+    assert runs["constant_seed=0"]["delta"] is None
+    assert runs["cyclic_period=6_seed=0"]["delta"] is None
+    runs = dict(sweep.expand(base_arguments=_base_arguments(delta=0.5),
+                             protocols=["constant", "random"], seeds=[0]))
+    assert runs["random_seed=0"]["delta"] == 0.5
+    assert runs["constant_seed=0"]["delta"] is None
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(protocols=["constant", "random"], grid=[("delta", [0.5, 1.0])]),
+     "the constant runs would repeat"),
+    (dict(protocols=["cyclic", "random"], periods=[6.0],
+          variants=[{"delta": 0.5}, {"delta": 1.0}]),
+     "the cyclic runs would repeat"),
+    (dict(protocols=["constant"], grid=[("delta", [0.5])]),
+     "delta applies only to the random protocol"),
+    (dict(protocols=["cyclic"], periods=[6.0, 6.0]), "repeats a period"),
+    (dict(protocols=["constant", "randomm"]), "among constant, random"),
+])
+def test_expand_refuses_grids_with_identical_or_meaningless_runs(kwargs,
+                                                                 message):
+    with pytest.raises(ValueError, match=message):
+        sweep.expand(base_arguments=_base_arguments(), seeds=[0], **kwargs)
+
+
+def test_sweep_passes_the_equivalence_margin_to_plot(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(sweep.train, "run", lambda **arguments: None)
+    monkeypatch.setattr(sweep.plot, "run",
+                        lambda **arguments: calls.append(arguments))
+    sweep.run(root=str(tmp_path), base_arguments=_base_arguments(),
+              protocols=["constant"], seeds=[0], equivalence_margin=0.02)
+    assert calls and calls[0]["equivalence_margin"] == 0.02
+
+
+# Lines TensorFlow's C++ runtime writes to stderr when it is imported.
+_NATIVE_LOG = ("WARNING: All log messages before absl::InitializeLog()",
+               "I0000 ", "W0000 ", "E0000 ")
+
+
+def _run_sweep(*args):
+    return subprocess.run(
+        [sys.executable, os.path.join(_REPO, "experiments", "sweep.py"),
+         *args], cwd=_REPO, capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=_REPO))
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--protocols=constant", "--periods=6"],
+     ["--periods", "6", "only to the cyclic", "--protocols=constant"]),
+    (["--protocols=cyclic"], ["--periods is required", "cyclic"]),
+    (["--grid=learning_rate=1e-3,0.001"],
+     ["--grid=learning_rate=1e-3,0.001", "repeats the value 0.001"]),
+    (["--protocols=constant", "--delta=0.5"],
+     ["--delta=0.5", "only to the random protocol", "--protocols=constant"]),
+    (["--protocols=constant,random", "--grid=delta=0.5,1.0"],
+     ["delta", "random protocol", "constant runs would repeat"]),
+    (["--grid=batch_size=0"], ["batch_size", "'0'", "positive integer"]),
+    (["--seed=3"], ["--seed", "set per run", "--seeds"]),
+])
+def test_command_line_errors_are_one_line(tmp_path, args, expected):
+    result = _run_sweep(f"--root={tmp_path / 'sweep'}", "--dry_run", *args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines()
+             if line.strip() and not line.startswith(_NATIVE_LOG)]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("sweep.py: error: ")
+    for text in expected:
+        assert text in lines[0], lines[0]
+    assert not os.path.exists(tmp_path / "sweep")
