@@ -14,6 +14,7 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(_REPO, "experiments"))
 
 import _rundir  # noqa: E402
+from rlr_keras._summary import read_events  # noqa: E402
 import sweep  # noqa: E402
 
 _BASE = dict(model="mlp", dataset="digits", learning_rate=0.05,
@@ -134,6 +135,10 @@ def test_killed_sweep_resumes_without_repeating_or_losing_runs(tmp_path):
         log_dir = os.path.join(run_dir, "tensorboard")
         assert len([n for n in os.listdir(log_dir)
                     if n.startswith("events.out.tfevents")]) == 1
+        # The dashboard's metrics are scalars that the runs write.
+        for group, tag, _ in sweep.HPARAMS_METRICS:
+            if group:
+                assert tag in read_events(os.path.join(log_dir, group)), tag
     assert os.path.isfile(os.path.join(root, "plots", "table.md"))
 
 
@@ -160,6 +165,56 @@ def test_hparams_summary_names_the_grid_coordinates(tmp_path):
     assert found["protocol"].string_value == "random"
     assert found["batch_size"].number_value == 60
     assert found["seed"].number_value == 0
+
+
+def _hparams_plugin_data(log_dir):
+    from tensorboard.backend.event_processing import event_file_loader  # noqa: E402,E501
+    from tensorboard.plugins.hparams import plugin_data_pb2  # noqa: E402
+
+    found = []
+    for name in sorted(os.listdir(log_dir)):
+        if name.startswith("events.out.tfevents"):
+            for event in event_file_loader.EventFileLoader(
+                    os.path.join(log_dir, name)).Load():
+                for value in event.summary.value:
+                    if value.metadata.plugin_data.plugin_name == "hparams":
+                        found.append(plugin_data_pb2.HParamsPluginData
+                                     .FromString(value.metadata.plugin_data
+                                                 .content))
+    return found
+
+
+def test_hparams_experiment_at_the_root_lists_domains_and_metrics(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep.train, "run", lambda **arguments: None)
+    root = str(tmp_path / "sweep")
+    for _ in range(2):  # A restarted sweep replaces its experiment.
+        sweep.run(root=root, base_arguments=_base_arguments(),
+                  protocols=["constant", "cyclic"], periods=[6.0, 18.0],
+                  seeds=[0, 1], grid=[("batch_size", [30, 60])],
+                  variants=[{"nesterov": True}, {"nesterov": False}],
+                  make_plots=False)
+    (data,) = _hparams_plugin_data(root)
+    experiment = data.experiment
+    domains = {}
+    for info in experiment.hparam_infos:
+        domains[info.name] = [
+            getattr(v, v.WhichOneof("kind"))
+            for v in info.domain_discrete.values]
+    assert domains == {"protocol": ["constant", "cyclic"],
+                       "period": [6.0, 18.0], "seed": [0.0, 1.0],
+                       "batch_size": [30.0, 60.0],
+                       "nesterov": [False, True]}
+    metrics = [(m.name.group, m.name.tag) for m in experiment.metric_infos]
+    assert ("validation", "epoch_accuracy") in metrics
+    assert ("train", "epoch_loss") in metrics
+    assert ("", "summary/generalization_gap") in metrics
+    assert metrics == [(g, t) for g, t, _ in sweep.HPARAMS_METRICS]
+    # Each run's coordinates are among the experiment's hyperparameters.
+    (data,) = _hparams_plugin_data(os.path.join(
+        root, "cyclic_period=18_batch_size=60_nesterov=False_seed=1",
+        "tensorboard"))
+    assert set(data.session_start_info.hparams) == set(domains)
 
 
 _CONFIGS = os.path.join(_REPO, "experiments", "configs")
@@ -295,3 +350,71 @@ def test_command_line_errors_are_one_line(tmp_path, args, expected):
     for text in expected:
         assert text in lines[0], lines[0]
     assert not os.path.exists(tmp_path / "sweep")
+
+
+# ---------------------------------------------------------------------------
+# --launcher=subprocess: a train.py child never outlives the sweep.
+
+
+def _children(pid):
+    """The pids whose parent is `pid` (from /proc)."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                children.append(int(entry))
+    return children
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM],
+                         ids=["SIGKILL", "SIGTERM"])
+def test_train_child_dies_with_the_sweep(tmp_path, signum):
+    root = str(tmp_path / "sweep")
+    command = [sys.executable, os.path.join(_REPO, "experiments", "sweep.py"),
+               f"--root={root}", "--protocols=constant", "--seeds=0",
+               "--noplot", "--launcher=subprocess"]
+    command += [_rundir.format_flag(name, value)
+                for name, value in dict(_BASE, epochs=500, delta=None).items()
+                if value is not None]
+    process = subprocess.Popen(
+        command, cwd=_REPO, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=_REPO))
+    children = []
+    try:
+        deadline = time.monotonic() + 120
+        while not children and time.monotonic() < deadline:
+            assert process.poll() is None
+            children = _children(process.pid)
+            time.sleep(0.05)
+        assert children, "the sweep started no train.py in time"
+        time.sleep(1.0)  # Let the child get past its start-up.
+        process.send_signal(signum)
+        process.wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while any(map(_alive, children)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(map(_alive, children))
+        if signum == signal.SIGTERM:  # Forwarded, waited for, then exited.
+            assert process.returncode == 128 + signal.SIGTERM
+    finally:
+        process.kill()
+        process.wait()
+        for child in children:
+            if _alive(child):
+                os.kill(child, signal.SIGKILL)
