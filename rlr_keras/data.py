@@ -416,6 +416,77 @@ class ArrayBatches(keras.utils.PyDataset):
         weights[len(indices) - padding:] = 0.0
         return images, labels, weights
 
+    def as_tf_dataset(self):
+        """Returns the same batches, in the same order, as a `tf.data` pipeline.
+
+        The fast path on the TensorFlow backend, where Keras would read this
+        `PyDataset` through `tf.data.Dataset.from_generator`, one Python call
+        per batch (about 20 % slower per epoch for Model 1 on MNIST). Here
+        the epoch orders `epoch_order(N, seed=seed, epoch=e)` are drawn once
+        with NumPy, and TensorFlow does the rest: for each epoch, batch its
+        order, `tf.gather` the normalized images and the labels, pad as
+        `pad_to_multiple` says, prefetch. Batch i is `self[i]`, exactly.
+
+        Give it to `model.fit` as the `PyDataset` itself (`epochs`,
+        `initial_epoch`, `steps_per_epoch=self.steps_per_epoch`; Keras'
+        `shuffle` does not apply to a `tf.data.Dataset`).
+
+        Needs TensorFlow (on any Keras backend; use it with the TensorFlow
+        backend). Holds a second copy of the normalized images, as a
+        tensor, and the epoch orders as int32 (4 N bytes per epoch).
+
+        Returns:
+            A `tf.data.Dataset` of `num_batches` batches `(images, labels)`
+            (float32, int32), or `(images, labels, sample_weight)` if
+            `pad_to_multiple > 1`, with a known cardinality.
+
+        Example:
+
+        >>> x = np.zeros((10, 2, 2, 1), "uint8"); y = np.arange(10)
+        >>> batches = train_pipeline(x, y, batch_size=4, seed=0, epochs=2)
+        >>> [int(b[1].shape[0]) for b in batches.as_tf_dataset()]
+        [4, 4, 2, 4, 4, 2]
+        """
+        import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+        if self.seed is None:
+            orders = np.arange(self.num_examples, dtype=np.int32)[np.newaxis]
+        else:
+            orders = np.stack([
+                epoch_order(self.num_examples, seed=self.seed, epoch=epoch)
+                for epoch in range(self.initial_epoch, self.epochs)
+            ]).astype(np.int32)
+        # The last partial batch of each epoch is dropped when it would
+        # be, and only then: steps_per_epoch says how many batches to keep.
+        orders = orders[:, :min(self.num_examples,
+                                self.steps_per_epoch * self.batch_size)]
+        images = tf.constant(self.images)
+        labels = tf.constant(self.labels)
+        batch_size, multiple = self.batch_size, self.pad_to_multiple
+
+        def batches_of(order):
+            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+        def gather(indices):
+            if multiple == 1:
+                return tf.gather(images, indices), tf.gather(labels, indices)
+            size = tf.shape(indices)[0]
+            padding = tf.math.floormod(-size, multiple)
+            # np.resize's order: the batch's own indices, repeated.
+            repeats = padding // size + 1
+            indices = tf.concat(
+                [indices, tf.tile(indices, [repeats])[:padding]], axis=0)
+            weights = tf.concat([tf.ones([size], tf.float32),
+                                 tf.zeros([padding], tf.float32)], axis=0)
+            return (tf.gather(images, indices), tf.gather(labels, indices),
+                    weights)
+
+        dataset = tf.data.Dataset.from_tensor_slices(orders).flat_map(
+            batches_of).map(gather, num_parallel_calls=tf.data.AUTOTUNE,
+                            deterministic=True)
+        return dataset.apply(tf.data.experimental.assert_cardinality(
+            self.num_batches)).prefetch(tf.data.AUTOTUNE)
+
 
 def train_pipeline(images, labels, *, batch_size, seed, epochs,
                    initial_epoch=0, drop_remainder=False, pad_to_multiple=1):

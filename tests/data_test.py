@@ -555,7 +555,8 @@ def _fit_and_record(batches, *, epochs, initial_epoch):
     model.compile(optimizer="sgd", run_eagerly=True, metrics=[recorder],
                   loss=keras.losses.SparseCategoricalCrossentropy(
                       from_logits=True))
-    model.fit(batches, epochs=epochs, initial_epoch=initial_epoch,
+    model.fit(getattr(batches, "dataset", batches), epochs=epochs,
+              initial_epoch=initial_epoch,
               steps_per_epoch=batches.steps_per_epoch, verbose=0,
               shuffle=False)
     steps = batches.steps_per_epoch
@@ -575,6 +576,52 @@ def test_keras_fit_trains_on_each_epoch_order_and_resumes_in_place():
         images, labels, batch_size=4, seed=2, epochs=3, initial_epoch=1),
         epochs=3, initial_epoch=1)
     assert resumed == orders[1:]
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(batch_size=4, seed=2, epochs=3),
+    dict(batch_size=4, seed=2, epochs=5, initial_epoch=3),
+    dict(batch_size=3, seed=7, epochs=2, drop_remainder=True),
+    dict(batch_size=4, seed=1, epochs=2, pad_to_multiple=3),
+    dict(batch_size=5, seed=1, epochs=1, pad_to_multiple=4),
+    dict(batch_size=1, seed=0, epochs=1, pad_to_multiple=2),
+    dict(batch_size=4),  # Unshuffled: evaluation.
+    dict(batch_size=4, pad_to_multiple=3),
+])
+def test_tf_dataset_yields_the_same_batches_in_the_same_order(kwargs):
+    pytest.importorskip("tensorflow")
+    images, labels = small_arrays(10)
+    batches = data.ArrayBatches(images, labels, **kwargs)
+    expected = [batches[i] for i in range(len(batches))]
+    got = [tuple(part.numpy() for part in batch)
+           for batch in batches.as_tf_dataset()]
+    assert len(got) == len(expected) == batches.num_batches
+    for mine, theirs in zip(got, expected):
+        assert len(mine) == len(theirs)
+        for a, b in zip(mine, theirs):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+    assert int(batches.as_tf_dataset().cardinality()) == batches.num_batches
+
+
+@pytest.mark.tensorflow_only
+def test_keras_fit_on_the_tf_dataset_trains_on_each_epoch_order():
+    images, labels = small_arrays(10)
+    orders = [data.epoch_order(10, seed=2, epoch=e).tolist()
+              for e in range(3)]
+
+    class Batches:  # What `_fit_and_record` needs of the pipeline.
+        def __init__(self, batches):
+            self.dataset = batches.as_tf_dataset()
+            self.steps_per_epoch = batches.steps_per_epoch
+
+    for initial_epoch in (0, 1):
+        pipeline = Batches(data.train_pipeline(
+            images, labels, batch_size=4, seed=2, epochs=3,
+            initial_epoch=initial_epoch))
+        assert _fit_and_record(pipeline, epochs=3,
+                               initial_epoch=initial_epoch) == (
+                                   orders[initial_epoch:])
 
 
 def test_train_pipeline_normalizes_once(monkeypatch):
