@@ -81,6 +81,12 @@ def parse_tf_config(environ=None):
     Raises:
         ValueError: if `TF_CONFIG` is missing, not JSON, has no worker list,
             or its task is not one of the cluster's tasks.
+
+    Not `tf.distribute.cluster_resolver.TFConfigClusterResolver`: it reads
+    only `os.environ`, needs TensorFlow, and accepts what this refuses (no
+    task, an index outside the cluster: checked, `{"worker": ["a:1"]}` with
+    index 5 passes), so it cannot give these errors; the strategy still
+    reads TF_CONFIG through it once this check has passed.
     """
     environ = os.environ if environ is None else environ
     text = environ.get("TF_CONFIG", "")

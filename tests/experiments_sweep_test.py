@@ -10,12 +10,11 @@ import time
 import pytest
 from absl import flags
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(_REPO, "experiments"))
+import _rundir
+from _helpers import REPO as _REPO
+import sweep
 
-import _rundir  # noqa: E402
-from rlr_keras._summary import read_events  # noqa: E402
-import sweep  # noqa: E402
+from rlr_keras._summary import read_events
 
 _BASE = dict(model="mlp", dataset="digits", learning_rate=0.05,
              batch_size=64, epochs=2, verbose=0, momentum=0.9, nesterov=True,
