@@ -16,20 +16,36 @@ Every point of the grid is one `train.py` run in its own folder under
   (C=60, l=2e-4), (C=30, l=1e-4), (C=60, l=1e-4)).
 * Every other train.py flag (`--model`, `--dataset`, `--epochs`,
   `--learning_rate`, ...) sets the value common to all runs.
+* `delta` (the random factor's half-width) goes to the random runs only:
+  `--delta` without the random protocol, or a delta grid/variant that would
+  make two constant or cyclic runs identical, is refused.
+
+Folder names hold every value exactly: a float is written `%g` when that
+reads back as the same float (0.005, 2.5e-4 -> `0.00025`: the names of
+existing run folders) and as its shortest round-trip `repr` otherwise
+(0.1234567), so two different values never share a folder, and a value given
+twice (`--grid=learning_rate=1e-3,0.001`) is refused.
 
 A run whose status is `done` is skipped, so a sweep killed at any point and
 started again with the same command finishes the interrupted run (which
 resumes from its last completed epoch) and the runs not yet started; no run
 is repeated or lost. Progress (runs done / total, ETA) is logged, and every
-event is appended to `<root>/sweep_log.jsonl`. Each run's TensorBoard folder
-gets an HParams summary of its grid coordinates, so `tensorboard
---logdir=<root>` compares the runs in the HParams dashboard. At the end,
-`plot.py` draws the figures and the table into `<root>/plots` (`--noplot`
-to skip).
+event is appended to `<root>/sweep_log.jsonl`. `<root>` holds the HParams
+experiment (the hyperparameters that vary, with their values, and the
+metrics of `HPARAMS_METRICS`) and each run's TensorBoard folder an HParams
+summary of its grid coordinates, so `tensorboard --logdir=<root>` compares
+the runs in the HParams dashboard. At the end, `plot.py` draws the figures
+and the table into `<root>/plots` (`--noplot` to skip; `--title`,
+`--group_by` and `--equivalence_margin` are plot.py's).
 
 The runs are made in this process (`--launcher=inprocess`, no start-up cost
 per run) or each in a fresh `python experiments/train.py` process
-(`--launcher=subprocess`, isolated: use it for long GPU sweeps).
+(`--launcher=subprocess`, isolated: use it for long GPU sweeps). A child
+never outlives the sweep: it is killed with it even by SIGKILL (Linux), and
+SIGINT/SIGTERM are passed on to it and waited for.
+
+A bad flag or grid ends the script before anything runs, with one line on
+stderr naming the flag, the value and what is allowed (exit status 2).
 
 Example (the README's main job, about a minute on a laptop CPU):
 

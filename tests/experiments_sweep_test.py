@@ -141,34 +141,9 @@ def test_killed_sweep_resumes_without_repeating_or_losing_runs(tmp_path):
     assert os.path.isfile(os.path.join(root, "plots", "table.md"))
 
 
-def test_hparams_summary_names_the_grid_coordinates(tmp_path):
-    from tensorboard.backend.event_processing import event_file_loader  # noqa: E402,E501
-    from tensorboard.plugins.hparams import plugin_data_pb2  # noqa: E402
-
-    run_dir = str(tmp_path / "run")
-    sweep._write_hparams(run_dir, "random_batch_size=60_seed=0",
-                         {"protocol": "random", "seed": 0, "batch_size": 60})
-    log_dir = os.path.join(run_dir, "tensorboard")
-    (name,) = os.listdir(log_dir)
-    found = {}
-    for event in event_file_loader.EventFileLoader(
-            os.path.join(log_dir, name)).Load():
-        for value in event.summary.value:
-            if value.metadata.plugin_data.plugin_name == "hparams":
-                data = plugin_data_pb2.HParamsPluginData.FromString(
-                    value.metadata.plugin_data.content)
-                if data.HasField("session_start_info"):
-                    info = data.session_start_info
-                    found = {key: info.hparams[key] for key in info.hparams}
-                    assert info.group_name == "random_batch_size=60_seed=0"
-    assert found["protocol"].string_value == "random"
-    assert found["batch_size"].number_value == 60
-    assert found["seed"].number_value == 0
-
-
 def _hparams_plugin_data(log_dir):
-    from tensorboard.backend.event_processing import event_file_loader  # noqa: E402,E501
-    from tensorboard.plugins.hparams import plugin_data_pb2  # noqa: E402
+    from tensorboard.backend.event_processing import event_file_loader  # noqa: E501  pylint: disable=g-import-not-at-top
+    from tensorboard.plugins.hparams import plugin_data_pb2  # pylint: disable=g-import-not-at-top
 
     found = []
     for name in sorted(os.listdir(log_dir)):
@@ -181,6 +156,18 @@ def _hparams_plugin_data(log_dir):
                                      .FromString(value.metadata.plugin_data
                                                  .content))
     return found
+
+
+def test_hparams_summary_names_the_grid_coordinates(tmp_path):
+    run_dir = str(tmp_path / "run")
+    sweep._write_hparams(run_dir, "random_batch_size=60_seed=0",
+                         {"protocol": "random", "seed": 0, "batch_size": 60})
+    (data,) = _hparams_plugin_data(os.path.join(run_dir, "tensorboard"))
+    info = data.session_start_info
+    assert info.group_name == "random_batch_size=60_seed=0"
+    assert info.hparams["protocol"].string_value == "random"
+    assert info.hparams["batch_size"].number_value == 60
+    assert info.hparams["seed"].number_value == 0
 
 
 def test_hparams_experiment_at_the_root_lists_domains_and_metrics(
