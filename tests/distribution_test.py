@@ -28,6 +28,7 @@ import _distribution
 from _helpers import free_ports
 from _helpers import kill_group
 from _helpers import log_tail
+from _helpers import PROCESS_TIMEOUT_S
 from _helpers import wait_all
 from _helpers import worker_env
 import _multi_worker_script as worker
@@ -354,21 +355,21 @@ def test_killed_worker_fails_the_job_which_then_resumes(
     with _workers(tmp_path, run_dir, "killed",
                   "--seconds_per_step=0.3") as started:
         (chief, _, chief_log), (other, _, other_log) = started
-        deadline = time.monotonic() + _PROCESS_TIMEOUT_S
+        deadline = time.monotonic() + PROCESS_TIMEOUT_S
         while not os.path.exists(metadata):
             for process, _, log in started:
                 assert process.poll() is None, (
                     f"a worker exited before the first backup; "
                     f"log:\n{log_tail(log)}")
             assert time.monotonic() < deadline, (
-                f"no backup after {_PROCESS_TIMEOUT_S} s; "
+                f"no backup after {PROCESS_TIMEOUT_S} s; "
                 f"log:\n{log_tail(chief_log)}")
             time.sleep(0.1)
         os.killpg(other.pid, signal.SIGKILL)
         try:
-            chief.wait(timeout=_PROCESS_TIMEOUT_S)
+            chief.wait(timeout=PROCESS_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"the chief hung {_PROCESS_TIMEOUT_S} s after its "
+            pytest.fail(f"the chief hung {PROCESS_TIMEOUT_S} s after its "
                         f"peer died; log:\n{log_tail(chief_log)}")
         assert chief.returncode != 0, log_tail(chief_log)
         # A TensorFlow error (the peer's missing heartbeats), not a hang.
