@@ -613,6 +613,14 @@ def _fail(message):
     sys.exit(2)
 
 
+def _parse_flags(argv):
+    """absl's flag parsing, with a bad flag as one line (not the usage)."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        _fail(error)
+
+
 def main(argv):
     if len(argv) > 1:
         _fail(f"unexpected arguments {argv[1:]}; every option is a --flag")
@@ -653,4 +661,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.mark_flag_as_required("root")
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

@@ -324,6 +324,10 @@ def _run_sweep(*args):
      ["delta", "random protocol", "constant runs would repeat"]),
     (["--grid=batch_size=0"], ["batch_size", "'0'", "positive integer"]),
     (["--seed=3"], ["--seed", "set per run", "--seeds"]),
+    (["--protocols=constant,randomm"],
+     ["--protocols", "randomm", "among constant, random, cyclic"]),
+    (["--seeds=0,x"], ["--seeds", "integers in [0, 4294967295]"]),
+    (["--nosuchflag"], ["nosuchflag"]),
 ])
 def test_command_line_errors_are_one_line(tmp_path, args, expected):
     result = _run_sweep(f"--root={tmp_path / 'sweep'}", "--dry_run", *args)
