@@ -9,7 +9,10 @@ the median time per step of each and their ratio. Both replicas share the
 same cores, so this measures the cost of the strategy's machinery (input
 splitting, all-reduce, mirrored updates), not scaling.
 
-    python benchmarks/distribution_overhead.py [--rounds 7] [--steps 100]
+    PYTHONPATH=.:experiments python benchmarks/distribution_overhead.py \
+        [--rounds 7] [--steps 100]
+
+(`experiments` on PYTHONPATH: it imports `experiments/_distribution.py`.)
 """
 
 import argparse
@@ -32,11 +35,12 @@ tf.config.set_logical_device_configuration(
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-    "experiments"))
-
-import _distribution  # noqa: E402
+try:
+    import _distribution  # noqa: E402
+except ImportError:
+    sys.exit("distribution_overhead.py imports experiments/_distribution.py: "
+             "run it as PYTHONPATH=.:experiments python "
+             "benchmarks/distribution_overhead.py")
 
 from rlr_keras import RandomLRSGD  # noqa: E402
 from rlr_keras.models import build_model  # noqa: E402

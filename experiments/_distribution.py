@@ -81,6 +81,12 @@ def parse_tf_config(environ=None):
     Raises:
         ValueError: if `TF_CONFIG` is missing, not JSON, has no worker list,
             or its task is not one of the cluster's tasks.
+
+    Not `tf.distribute.cluster_resolver.TFConfigClusterResolver`: it reads
+    only `os.environ`, needs TensorFlow, and accepts what this refuses (no
+    task, an index outside the cluster: checked, `{"worker": ["a:1"]}` with
+    index 5 passes), so it cannot give these errors; the strategy still
+    reads TF_CONFIG through it once this check has passed.
     """
     environ = os.environ if environ is None else environ
     text = environ.get("TF_CONFIG", "")
@@ -519,7 +525,14 @@ def distribute_dataset(dataset, strategy):
 
 
 def _to_tf_dataset(batches):
-    """Returns the batches of a `keras.utils.PyDataset` in order, as tf.data."""
+    """Returns the batches of a `keras.utils.PyDataset` in order, as tf.data.
+
+    An `ArrayBatches` has its own `tf.data` form, the same batches without
+    a Python call per batch; any other PyDataset is read through a
+    generator.
+    """
+    if hasattr(batches, "as_tf_dataset"):
+        return batches.as_tf_dataset()
     tf = _tf()
     first = batches[0]
     signature = tuple(
@@ -527,11 +540,11 @@ def _to_tf_dataset(batches):
         for value in first)
 
     def generate():
-        for index in range(batches.num_batches):
+        for index in range(len(batches)):
             yield batches[index]
 
     dataset = tf.data.Dataset.from_generator(
         generate, output_signature=signature)
     # A known length, so that Keras' evaluation does not run into the end.
     return dataset.apply(tf.data.experimental.assert_cardinality(
-        batches.num_batches)).prefetch(tf.data.AUTOTUNE)
+        len(batches))).prefetch(tf.data.AUTOTUNE)

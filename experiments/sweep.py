@@ -16,20 +16,36 @@ Every point of the grid is one `train.py` run in its own folder under
   (C=60, l=2e-4), (C=30, l=1e-4), (C=60, l=1e-4)).
 * Every other train.py flag (`--model`, `--dataset`, `--epochs`,
   `--learning_rate`, ...) sets the value common to all runs.
+* `delta` (the random factor's half-width) goes to the random runs only:
+  `--delta` without the random protocol, or a delta grid/variant that would
+  make two constant or cyclic runs identical, is refused.
+
+Folder names hold every value exactly: a float is written `%g` when that
+reads back as the same float (0.005, 2.5e-4 -> `0.00025`: the names of
+existing run folders) and as its shortest round-trip `repr` otherwise
+(0.1234567), so two different values never share a folder, and a value given
+twice (`--grid=learning_rate=1e-3,0.001`) is refused.
 
 A run whose status is `done` is skipped, so a sweep killed at any point and
 started again with the same command finishes the interrupted run (which
 resumes from its last completed epoch) and the runs not yet started; no run
 is repeated or lost. Progress (runs done / total, ETA) is logged, and every
-event is appended to `<root>/sweep_log.jsonl`. Each run's TensorBoard folder
-gets an HParams summary of its grid coordinates, so `tensorboard
---logdir=<root>` compares the runs in the HParams dashboard. At the end,
-`plot.py` draws the figures and the table into `<root>/plots` (`--noplot`
-to skip).
+event is appended to `<root>/sweep_log.jsonl`. `<root>` holds the HParams
+experiment (the hyperparameters that vary, with their values, and the
+metrics of `HPARAMS_METRICS`) and each run's TensorBoard folder an HParams
+summary of its grid coordinates, so `tensorboard --logdir=<root>` compares
+the runs in the HParams dashboard. At the end, `plot.py` draws the figures
+and the table into `<root>/plots` (`--noplot` to skip; `--title`,
+`--group_by` and `--equivalence_margin` are plot.py's).
 
 The runs are made in this process (`--launcher=inprocess`, no start-up cost
 per run) or each in a fresh `python experiments/train.py` process
-(`--launcher=subprocess`, isolated: use it for long GPU sweeps).
+(`--launcher=subprocess`, isolated: use it for long GPU sweeps). A child
+never outlives the sweep: it is killed with it even by SIGKILL (Linux), and
+SIGINT/SIGTERM are passed on to it and waited for.
+
+A bad flag or grid ends the script before anything runs, with one line on
+stderr naming the flag, the value and what is allowed (exit status 2).
 
 Example (the README's main job, about a minute on a laptop CPU):
 
@@ -39,11 +55,15 @@ python experiments/sweep.py --flagfile=experiments/configs/demo.cfg \
 ```
 """
 
+import collections
+import ctypes
 import itertools
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 from absl import app
@@ -53,12 +73,14 @@ from absl import logging
 import _rundir
 import plot
 import train
+from rlr_keras.protocols import PROTOCOLS
+from rlr_keras.random_factor import SEED_MAX
 
 _ROOT = flags.DEFINE_string(
     "root", None, "Folder holding one run folder per grid point. Required.")
 _PROTOCOLS = flags.DEFINE_list(
-    "protocols", ["constant", "random", "cyclic"],
-    "Protocols to compare, among constant, random, cyclic.")
+    "protocols", list(PROTOCOLS),
+    f"Protocols to compare, among {', '.join(PROTOCOLS)}.")
 _PERIODS = flags.DEFINE_list(
     "periods", None,
     "Periods P (epochs) of the cyclic protocol; one cyclic run per period. "
@@ -82,16 +104,16 @@ _DRY_RUN = flags.DEFINE_bool(
 
 flags.register_validator(
     "protocols",
-    lambda values: bool(values) and set(values) <= {
-        "constant", "random", "cyclic"} and len(set(values)) == len(values),
-    message="--protocols must list distinct names among constant, random, "
-    "cyclic")
+    lambda values: bool(values) and set(values) <= set(PROTOCOLS)
+    and len(set(values)) == len(values),
+    message=f"--protocols must list distinct names among "
+    f"{', '.join(PROTOCOLS)}")
 flags.register_validator(
     "seeds",
     lambda values: bool(values) and all(
-        value.isdigit() and int(value) < 2**32 for value in values)
+        value.isdigit() and int(value) <= SEED_MAX for value in values)
     and len(set(map(int, values))) == len(values),
-    message="--seeds must list distinct integers in [0, 2**32 - 1]")
+    message=f"--seeds must list distinct integers in [0, {SEED_MAX}]")
 
 
 def _positive_numbers(values):
@@ -134,8 +156,15 @@ def parse_grid(entries, flag_values=flags.FLAGS):
         name, equals, values = entry.partition("=")
         if not equals or not values:
             raise ValueError(f"--grid must read NAME=V1,V2,..., got {entry!r}")
-        grid.append((name, [_parse_value(name, value, flag_values)
-                            for value in values.split(",")]))
+        texts = values.split(",")
+        parsed = [_parse_value(name, value, flag_values) for value in texts]
+        for i, value in enumerate(parsed):
+            if value in parsed[:i]:
+                first = texts[parsed.index(value)]
+                raise ValueError(
+                    f"--grid={entry} repeats the value {value!r} of {name} "
+                    f"({first!r} and {texts[i]!r}); list each value once")
+        grid.append((name, parsed))
     names = [name for name, _ in grid]
     if len(set(names)) != len(names):
         raise ValueError(f"--grid names a flag twice: {names}")
@@ -157,8 +186,19 @@ def parse_variant(entry, flag_values=flags.FLAGS):
 
 
 def _format(value):
-    """A value as it appears in a run's folder name."""
-    text = f"{value:g}" if isinstance(value, float) else str(value)
+    """A value as it appears in a run's folder name, exactly.
+
+    A float is written `%g` when that reads back as the same float (0.005,
+    2.5e-4 -> "0.00025", 6.0 -> "6": the names of existing run folders), and
+    otherwise as its shortest round-trip `repr` (0.1234567), so that two
+    different values never share a folder.
+    """
+    if isinstance(value, float):
+        text = f"{value:g}"
+        if float(text) != value:
+            text = repr(value)
+    else:
+        text = str(value)
     return text.replace(os.sep, "-").replace(":", "-")
 
 
@@ -179,10 +219,23 @@ def expand(*, base_arguments, protocols, seeds, periods=None, grid=(),
     """
     if not protocols or not seeds:
         raise ValueError("a sweep needs at least one protocol and one seed")
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown or len(set(protocols)) != len(protocols):
+        raise ValueError(
+            f"--protocols must list distinct names among "
+            f"{', '.join(PROTOCOLS)}, got {','.join(map(str, protocols))}")
     if "cyclic" in protocols and not periods:
-        raise ValueError("--periods is required when --protocols has cyclic")
+        raise ValueError(
+            "--periods is required when --protocols has cyclic (one cyclic "
+            "run per period P in epochs, e.g. --periods=6,18,30), got none")
     if periods and "cyclic" not in protocols:
-        raise ValueError("--periods applies only to the cyclic protocol")
+        raise ValueError(
+            "--periods applies only to the cyclic protocol, got --periods="
+            f"{','.join(_format(p) for p in periods)} with --protocols="
+            f"{','.join(protocols)}")
+    if periods and len(set(periods)) != len(periods):
+        raise ValueError(f"--periods repeats a period: "
+                         f"{','.join(_format(p) for p in periods)}")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds repeats a seed: {seeds}")
     variants = list(variants) or [{}]
@@ -192,6 +245,13 @@ def expand(*, base_arguments, protocols, seeds, periods=None, grid=(),
         if overlap:
             raise ValueError(
                 f"{sorted(overlap)} set by both --grid and --variant")
+    sets_delta = "delta" in grid_names or any(
+        "delta" in variant for variant in variants)
+    if sets_delta and "random" not in protocols:
+        raise ValueError(
+            "delta applies only to the random protocol, but --grid/--variant "
+            f"set it with --protocols={','.join(protocols)}; add random to "
+            "--protocols or drop delta")
     protocol_points = []
     for protocol in protocols:
         for period in (periods if protocol == "cyclic" else [None]):
@@ -204,20 +264,37 @@ def expand(*, base_arguments, protocols, seeds, periods=None, grid=(),
                 point = dict(variant)
                 point.update(zip(grid_names, values))
                 for protocol, period in protocol_points:
+                    run_point = dict(point)
+                    if protocol != "random":
+                        # Delta is the random factor's half-width: the other
+                        # protocols have no delta, and train.py refuses one.
+                        run_point.pop("delta", None)
                     parts = [protocol]
                     if period is not None:
                         parts.append(f"period={_format(period)}")
-                    parts += [f"{name}={_format(point[name])}"
-                              for name in sorted(point)]
+                    parts += [f"{name}={_format(run_point[name])}"
+                              for name in sorted(run_point)]
                     parts.append(f"seed={seed}")
                     arguments = dict(base_arguments)
-                    arguments.update(point)
+                    arguments.update(run_point)
                     arguments.update(protocol=protocol, period=period,
                                      seed=seed)
+                    if protocol != "random":
+                        arguments["delta"] = None
                     runs.append(("_".join(parts), arguments))
-    names = [name for name, _ in runs]
-    if len(set(names)) != len(names):
-        raise ValueError("the grid repeats a point (check --grid/--variant)")
+    counts = collections.Counter(name for name, _ in runs)
+    repeated = sorted(name for name, count in counts.items() if count > 1)
+    if repeated and sets_delta and all(
+            not name.startswith("random_") for name in repeated):
+        raise ValueError(
+            "--grid/--variant vary delta, which applies only to the random "
+            f"protocol: the {', '.join(sorted(set(protocols) - {'random'}))} "
+            f"runs would repeat (e.g. {repeated[0]}); sweep delta in a "
+            "sweep of its own with --protocols=random")
+    if repeated:
+        raise ValueError(
+            f"the grid repeats a point: {len(repeated)} run folders would "
+            f"hold two runs each (e.g. {repeated[0]}); check --grid/--variant")
     return runs
 
 
@@ -253,6 +330,83 @@ def _hparams(arguments, varying):
             if arguments.get(name) is not None}
 
 
+# The metrics of the HParams dashboard, as (run folder below a run's
+# tensorboard/, tag, description): Keras' epoch logs, and summary.json's
+# values that are no per-epoch scalars, which train.py writes at the end of a
+# run into tensorboard/ itself. Listing them keeps TensorBoard from showing
+# every scalar of every run (alpha, D, T, ...) as a metric.
+HPARAMS_METRICS = (
+    ("validation", "epoch_accuracy",
+     "Test accuracy; its last value is final_test_accuracy."),
+    ("validation", "epoch_loss", "Test loss."),
+    ("train", "epoch_accuracy", "Training accuracy (running mean)."),
+    ("train", "epoch_loss",
+     "Training loss (running mean); its last value is final_train_loss."),
+    ("", "summary/best_test_accuracy", "Best test accuracy of the run."),
+    ("", "summary/generalization_gap",
+     "Final training accuracy minus final test accuracy."),
+)
+
+
+def _hparams_domains(runs, varying):
+    """{name: sorted distinct values} of the runs' HParams (see `_hparams`)."""
+    domains = collections.defaultdict(set)
+    for _, arguments in runs:
+        for name, value in _hparams(arguments, varying).items():
+            domains[name].add(value)
+    return {name: sorted(values, key=lambda v: (str(type(v)), v))
+            for name, values in domains.items()}
+
+
+def _write_hparams_config(root, domains):
+    """Writes the HParams experiment (hyperparameters, metrics) into `root`.
+
+    The experiment summary of TensorBoard's HParams plugin (what
+    `tensorboard.plugins.hparams.api.hparams_config` writes), through
+    tensorboardX: each hyperparameter that varies with its discrete domain,
+    and the metrics of `HPARAMS_METRICS`. An earlier sweep's experiment in
+    `root` is replaced.
+    """
+    # pylint: disable=g-import-not-at-top
+    from tensorboardX import FileWriter
+    from tensorboardX.proto import api_pb2
+    from tensorboardX.proto import plugin_hparams_pb2
+    from tensorboardX.proto.summary_pb2 import Summary
+    from tensorboardX.proto.summary_pb2 import SummaryMetadata
+    # pylint: enable=g-import-not-at-top
+
+    hparam_infos = []
+    for name, values in domains.items():
+        info = api_pb2.HParamInfo(name=name)
+        if all(isinstance(v, bool) for v in values):
+            info.type = api_pb2.DATA_TYPE_BOOL
+            info.domain_discrete.extend(values)
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                 for v in values):
+            info.type = api_pb2.DATA_TYPE_FLOAT64
+            info.domain_discrete.extend(float(v) for v in values)
+        else:
+            info.type = api_pb2.DATA_TYPE_STRING
+            info.domain_discrete.extend(str(v) for v in values)
+        hparam_infos.append(info)
+    metric_infos = [
+        api_pb2.MetricInfo(name=api_pb2.MetricName(group=group, tag=tag),
+                           description=description)
+        for group, tag, description in HPARAMS_METRICS]
+    content = plugin_hparams_pb2.HParamsPluginData(
+        version=0, experiment=api_pb2.Experiment(
+            hparam_infos=hparam_infos, metric_infos=metric_infos))
+    metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(
+        plugin_name="hparams", content=content.SerializeToString()))
+    for entry in os.listdir(root):
+        if entry.startswith("events.out.tfevents"):
+            os.remove(os.path.join(root, entry))
+    writer = FileWriter(root)
+    writer.add_summary(Summary(value=[Summary.Value(
+        tag="_hparams_/experiment", metadata=metadata)]))
+    writer.close()
+
+
 def _write_hparams(run_dir, name, hparams):
     """Writes the run's HParams summary next to Keras' train/validation.
 
@@ -280,18 +434,75 @@ def _write_hparams(run_dir, name, hparams):
     writer.close()
 
 
+# prctl(2) option: the signal the kernel sends a process when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid):
+    """Returns a `preexec_fn` that ties a child's life to `parent_pid`'s.
+
+    A sweep killed with SIGKILL cannot stop its train.py child, which would
+    then race the restarted sweep's run in the same folder; Linux's
+    PR_SET_PDEATHSIG makes the kernel SIGKILL the child when the sweep dies.
+    Elsewhere (no prctl) it does nothing.
+    """
+    def preexec():
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent_pid:  # The sweep died before the prctl.
+            os.kill(os.getpid(), signal.SIGKILL)
+    return preexec
+
+
 def _run_subprocess(arguments):
+    """Runs train.py in a child process that cannot outlive this one.
+
+    The child shares the sweep's process group (a Ctrl-C at the terminal
+    reaches both); a SIGINT or SIGTERM sent to the sweep alone is forwarded
+    to it, the sweep waits for it to stop (it writes its status), then stops
+    itself: KeyboardInterrupt for SIGINT, exit status 128 + signal for
+    SIGTERM.
+    """
     command = [sys.executable, _TRAIN_SCRIPT] + [
         line for line in (_rundir.format_flag(name, value)
                           for name, value in arguments.items())
         if line is not None]
-    completed = subprocess.run(command, check=False)
-    if completed.returncode:
+    preexec = (_die_with_parent(os.getpid()) if sys.platform == "linux"
+               else None)
+    child = subprocess.Popen(command, preexec_fn=preexec)  # pylint: disable=subprocess-popen-preexec-fn
+    received = []
+
+    def forward(signum, frame):
+        del frame
+        received.append(signum)
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {signum: signal.signal(signum, forward)
+                    for signum in handled}
+    try:
+        returncode = child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if child.poll() is None:  # An exception while waiting.
+            child.kill()
+            child.wait()
+    if received:
+        if received[0] == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + received[0])
+    if returncode:
         record = _rundir.read_json(
             os.path.join(arguments["output_dir"], _rundir.STATUS_FILE), {})
         raise RuntimeError(record.get("error") or
-                           f"train.py exited with status "
-                           f"{completed.returncode}")
+                           f"train.py exited with status {returncode}")
 
 
 def _duration(seconds):
@@ -306,7 +517,7 @@ def _duration(seconds):
 def run(*, root, base_arguments, protocols=("constant", "random", "cyclic"),
         seeds=(0, 1, 2), periods=None, grid=(), variants=(),
         launcher="inprocess", make_plots=True, title=None, group_by=None,
-        dry_run=False):
+        equivalence_margin=0.005, dry_run=False):
     """Runs (or resumes) a sweep; returns {"done": [...], "failed": {...}}.
 
     Args:
@@ -316,7 +527,7 @@ def run(*, root, base_arguments, protocols=("constant", "random", "cyclic"),
         protocols, seeds, periods, grid, variants: the grid, see `expand`.
         launcher: "inprocess" or "subprocess".
         make_plots: bool, run plot.py on the finished runs at the end.
-        title, group_by: passed to plot.py.
+        title, group_by, equivalence_margin: passed to `plot.run`.
         dry_run: bool, only list the runs.
 
     Returns:
@@ -351,6 +562,7 @@ def run(*, root, base_arguments, protocols=("constant", "random", "cyclic"),
         "variants": list(variants), "base_arguments": base_arguments,
         "runs": {name: arguments for name, arguments in runs},
     })
+    _write_hparams_config(root, _hparams_domains(runs, varying))
     _log_event(root, "sweep_start", total=total, done=len(skipped))
     done, failed = list(skipped), {}
     durations = []
@@ -389,37 +601,58 @@ def run(*, root, base_arguments, protocols=("constant", "random", "cyclic"),
     for name, error in failed.items():
         logging.error("Failed: %s: %s", name, error)
     if make_plots and done:
-        plot.run(runs=[root], group_by=group_by, title=title)
+        plot.run(runs=[root], group_by=group_by, title=title,
+                 equivalence_margin=equivalence_margin)
     return {"done": done, "failed": failed, "skipped": skipped}
+
+
+def _fail(message):
+    """Ends the script with one line on stderr (exit status 2)."""
+    message = " ".join(str(message).split())
+    sys.stderr.write(f"sweep.py: error: {message}\n")
+    sys.exit(2)
+
+
+def _parse_flags(argv):
+    """absl's flag parsing, with a bad flag as one line (not the usage)."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        _fail(error)
 
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        _fail(f"unexpected arguments {argv[1:]}; every option is a --flag")
     for name in _PER_RUN:
         if flags.FLAGS[name].present:
-            raise app.UsageError(
-                f"--{name} is set per run by the sweep; use --root, "
-                "--protocols, --periods and --seeds")
+            _fail(f"--{name} is set per run by the sweep; use --root, "
+                  "--protocols, --periods and --seeds")
+    if flags.FLAGS["delta"].present and "random" not in _PROTOCOLS.value:
+        _fail(f"--delta applies only to the random protocol, got --delta="
+              f"{flags.FLAGS.delta!r} with --protocols="
+              f"{','.join(_PROTOCOLS.value)}")
     logging.set_verbosity(logging.INFO)
     try:
-        grid = parse_grid(_GRID.value)
-        variants = [parse_variant(entry) for entry in _VARIANT.value]
+        arguments = dict(
+            base_arguments=train.arguments_from_flags(),
+            protocols=_PROTOCOLS.value,
+            seeds=[int(seed) for seed in _SEEDS.value],
+            periods=([float(p) for p in _PERIODS.value] if _PERIODS.value
+                     else None),
+            grid=parse_grid(_GRID.value),
+            variants=[parse_variant(entry) for entry in _VARIANT.value])
+        expand(**arguments)  # Checks the grid before anything is written.
     except ValueError as error:
-        raise app.UsageError(str(error)) from None
+        _fail(error)
     result = run(
         root=_ROOT.value,
-        base_arguments=train.arguments_from_flags(),
-        protocols=_PROTOCOLS.value,
-        seeds=[int(seed) for seed in _SEEDS.value],
-        periods=([float(p) for p in _PERIODS.value] if _PERIODS.value
-                 else None),
-        grid=grid,
-        variants=variants,
+        **arguments,
         launcher=_LAUNCHER.value,
         make_plots=_PLOT.value,
         title=flags.FLAGS.title,
         group_by=flags.FLAGS.group_by,
+        equivalence_margin=flags.FLAGS.equivalence_margin,
         dry_run=_DRY_RUN.value,
     )
     if result["failed"]:
@@ -428,4 +661,4 @@ def main(argv):
 
 if __name__ == "__main__":
     flags.mark_flag_as_required("root")
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

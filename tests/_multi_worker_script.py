@@ -7,21 +7,18 @@ the chief writes `<run_dir>/{status.json,summary.json,tensorboard,backup}`,
 the other workers write to `_distribution.write_dir`. Each worker saves its final
 weights and the alpha it applied at every step to `--output` (an .npz).
 
-    TF_CONFIG=... python tests/_multi_worker_script.py --run_dir=DIR \
+    PYTHONPATH=.:experiments TF_CONFIG=... \
+        python tests/_multi_worker_script.py --run_dir=DIR \
         --output=worker0.npz --distribution=multi_worker
 """
 
 import argparse
 import json
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(_REPO, "experiments"))
 
 import numpy as np  # noqa: E402
 

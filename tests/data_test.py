@@ -205,6 +205,53 @@ def test_idx_split_is_stratified_and_deterministic(tmp_path):
         assert by_image[img.tobytes()] == lab
 
 
+@pytest.mark.parametrize("spec", ["idx", "idx-split"])
+def test_idx_label_out_of_range_names_file_and_index(tmp_path, spec):
+    folder = tmp_path / "mnist"
+    write_idx_folder(folder, num_test=60, gz_test=False)
+    labels = np.arange(60) % 10
+    labels[[7, 17]] = 200  # Twice: idx-split needs two of every class.
+    write_idx(folder / "t10k-labels-idx1-ubyte", labels)
+    with pytest.raises(ValueError,
+                       match=r"t10k-labels-idx1-ubyte has label 200 at index "
+                             r"7 .*\[0, 9\] \(10 classes"):
+        data.load_dataset(f"{spec}:{folder}")
+    # Told otherwise, the same file is a 201-class dataset.
+    dataset = data.load_dataset(f"{spec}:{folder}", num_classes=201)
+    assert dataset.num_classes == 201
+
+
+def test_idx_num_classes_is_ten_unless_told_otherwise(tmp_path):
+    folder = tmp_path / "mnist"
+    write_idx_folder(folder, num_train=6, num_test=6)  # Labels 0..5 only.
+    assert data.load_dataset(f"idx:{folder}").num_classes == 10
+    assert data.load_dataset(f"idx:{folder}", num_classes=6).num_classes == 6
+    with pytest.raises(ValueError, match="num_classes must be None or 10"):
+        data.load_dataset("digits", num_classes=26)
+
+
+def test_corrupt_gzip_bytes_name_the_file(tmp_path):
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    write_idx(path, np.arange(1000) % 10, gzipped=True)
+    raw = bytearray(path.read_bytes())
+    raw[20:40] = b"\xff" * 20  # Inside the deflate stream: a zlib.error.
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match=r"gzip file .*t10k-labels-idx1-ubyte"
+                                         r"\.gz is truncated or corrupt"):
+        data.read_idx(str(path))
+
+
+def test_idx_split_with_a_single_example_class_is_a_clear_error(tmp_path):
+    folder = tmp_path / "t10k_only"
+    write_idx_folder(folder, num_test=30, with_train=False)
+    labels = np.arange(30) % 9  # Classes 0..8, 3 or 4 examples each...
+    labels[0] = 9  # ...and class 9 once.
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", labels, gzipped=True)
+    with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte.gz: "
+                                         r"class\(es\) \[9\] hold a single"):
+        data.load_dataset(f"idx-split:{folder}")
+
+
 # ---------------------------------------------------------------------------
 # CIFAR-10 python batches.
 
@@ -253,7 +300,8 @@ def test_cifar10_batches_errors_name_the_file(tmp_path):
     with open(tmp_path / "test_batch", "wb") as f:
         pickle.dump({b"data": np.zeros((2, 3072), np.uint8),
                      b"labels": [0, 10]}, f)
-    with pytest.raises(ValueError, match=r"test_batch has labels in \[0, 10\]"):
+    with pytest.raises(ValueError, match=r"test_batch has label 10 at index "
+                                         r"1 .*expected labels in \[0, 9\]"):
         data.load_dataset(f"cifar10_batches:{tmp_path}")
 
 
@@ -396,6 +444,8 @@ def test_unknown_tfds_name_is_a_value_error():
     ("idx-split:rel/path", ("idx-split", "rel/path")),
     ("cifar10_batches:/d", ("cifar10_batches", "/d")),
     ("digits", ("digits", None)),
+    ("mnist:3.0.1", ("tfds", "mnist:3.0.1")),
+    ("cifar10:3.*.*", ("tfds", "cifar10:3.*.*")),
 ])
 def test_parse_dataset_spec(spec, expected):
     assert data.parse_dataset_spec(spec) == expected
@@ -405,6 +455,9 @@ def test_parse_dataset_spec(spec, expected):
     ("", "dataset must be one of"), (None, "dataset must be one of"),
     ("idx", "needs a folder: 'idx:PATH'"), ("idx:", "needs a folder"),
     ("/data/mnist", "needs a prefix"),
+    ("idxx:/data/mnist", r"unknown prefix 'idxx:'.*idx:, idx-split:, "
+                         r"cifar10_batches:.*must be one of"),
+    ("mnist:/data", "unknown prefix 'mnist:'"),
 ])
 def test_parse_dataset_spec_rejects_malformed_specs(spec, match):
     with pytest.raises(ValueError, match=match):
@@ -502,7 +555,8 @@ def _fit_and_record(batches, *, epochs, initial_epoch):
     model.compile(optimizer="sgd", run_eagerly=True, metrics=[recorder],
                   loss=keras.losses.SparseCategoricalCrossentropy(
                       from_logits=True))
-    model.fit(batches, epochs=epochs, initial_epoch=initial_epoch,
+    model.fit(getattr(batches, "dataset", batches), epochs=epochs,
+              initial_epoch=initial_epoch,
               steps_per_epoch=batches.steps_per_epoch, verbose=0,
               shuffle=False)
     steps = batches.steps_per_epoch
@@ -522,6 +576,52 @@ def test_keras_fit_trains_on_each_epoch_order_and_resumes_in_place():
         images, labels, batch_size=4, seed=2, epochs=3, initial_epoch=1),
         epochs=3, initial_epoch=1)
     assert resumed == orders[1:]
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(batch_size=4, seed=2, epochs=3),
+    dict(batch_size=4, seed=2, epochs=5, initial_epoch=3),
+    dict(batch_size=3, seed=7, epochs=2, drop_remainder=True),
+    dict(batch_size=4, seed=1, epochs=2, pad_to_multiple=3),
+    dict(batch_size=5, seed=1, epochs=1, pad_to_multiple=4),
+    dict(batch_size=1, seed=0, epochs=1, pad_to_multiple=2),
+    dict(batch_size=4),  # Unshuffled: evaluation.
+    dict(batch_size=4, pad_to_multiple=3),
+])
+def test_tf_dataset_yields_the_same_batches_in_the_same_order(kwargs):
+    pytest.importorskip("tensorflow")
+    images, labels = small_arrays(10)
+    batches = data.ArrayBatches(images, labels, **kwargs)
+    expected = [batches[i] for i in range(len(batches))]
+    got = [tuple(part.numpy() for part in batch)
+           for batch in batches.as_tf_dataset()]
+    assert len(got) == len(expected) == batches.num_batches
+    for mine, theirs in zip(got, expected):
+        assert len(mine) == len(theirs)
+        for a, b in zip(mine, theirs):
+            assert a.dtype == b.dtype
+            np.testing.assert_array_equal(a, b)
+    assert int(batches.as_tf_dataset().cardinality()) == batches.num_batches
+
+
+@pytest.mark.tensorflow_only
+def test_keras_fit_on_the_tf_dataset_trains_on_each_epoch_order():
+    images, labels = small_arrays(10)
+    orders = [data.epoch_order(10, seed=2, epoch=e).tolist()
+              for e in range(3)]
+
+    class Batches:  # What `_fit_and_record` needs of the pipeline.
+        def __init__(self, batches):
+            self.dataset = batches.as_tf_dataset()
+            self.steps_per_epoch = batches.steps_per_epoch
+
+    for initial_epoch in (0, 1):
+        pipeline = Batches(data.train_pipeline(
+            images, labels, batch_size=4, seed=2, epochs=3,
+            initial_epoch=initial_epoch))
+        assert _fit_and_record(pipeline, epochs=3,
+                               initial_epoch=initial_epoch) == (
+                                   orders[initial_epoch:])
 
 
 def test_train_pipeline_normalizes_once(monkeypatch):

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,18 +24,22 @@ import pytest
 pytestmark = pytest.mark.tensorflow_only
 tf = pytest.importorskip("tensorflow")
 
+import _distribution
+from _helpers import free_ports
+from _helpers import kill_group
+from _helpers import log_tail
+from _helpers import PROCESS_TIMEOUT_S
+from _helpers import wait_all
+from _helpers import worker_env
+import _multi_worker_script as worker
+import _rundir
+
+from rlr_keras import RandomLRSGD
+from rlr_keras.models import build_model
+
 _TESTS = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(_TESTS), "experiments"))
-
-import _distribution  # noqa: E402
-import _multi_worker_script as worker  # noqa: E402
-import _rundir  # noqa: E402
-
-from rlr_keras import RandomLRSGD  # noqa: E402
-from rlr_keras.models import build_model  # noqa: E402
 
 _DEVICES = ["/cpu:0", "/cpu:1"]
-_PROCESS_TIMEOUT_S = 120
 _WEIGHT_ATOL = 1e-5
 
 
@@ -264,50 +267,10 @@ def test_mirrored_matches_single_device_with_the_same_alpha_on_each_replica():
 # MultiWorkerMirroredStrategy: two worker processes on 127.0.0.1.
 
 
-def _free_ports(count):
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-               for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def _worker_env(cluster, index):
-    env = {k: v for k, v in os.environ.items()
-           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy",
-                                "grpc_proxy")}
-    env.update(
-        TF_CONFIG=json.dumps({"cluster": cluster,
-                              "task": {"type": "worker", "index": index}}),
-        NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
-        TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow",
-        CUDA_VISIBLE_DEVICES="",
-        # This checkout's rlr_keras, whatever else is installed.
-        PYTHONPATH=os.path.dirname(_TESTS))
-    return env
-
-
-def _log_tail(path, chars=3000):
-    with open(path, errors="replace") as f:
-        return f.read()[-chars:]
-
-
-def _kill_group(process):
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=10)
-
-
 @contextlib.contextmanager
 def _workers(tmp_path, run_dir, tag, *extra_args):
     """Starts two workers; yields [(process, output, log)]; kills them after."""
-    hosts = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    hosts = [f"127.0.0.1:{port}" for port in free_ports(2)]
     started = []
     try:
         for index in range(2):
@@ -319,29 +282,14 @@ def _workers(tmp_path, run_dir, tag, *extra_args):
                                                   "_multi_worker_script.py"),
                      f"--run_dir={run_dir}", f"--output={output}",
                      "--distribution=multi_worker", *extra_args],
-                    env=_worker_env({"worker": hosts}, index),
+                    env=worker_env({"worker": hosts}, index),
                     stdin=subprocess.DEVNULL, stdout=log_file,
                     stderr=subprocess.STDOUT, start_new_session=True)
             started.append((process, output, log))
         yield started
     finally:
         for process, _, _ in started:
-            _kill_group(process)
-
-
-def _wait_all(started, timeout_s=_PROCESS_TIMEOUT_S):
-    """Waits for every worker; fails (they get killed) past `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    for index, (process, _, log) in enumerate(started):
-        try:
-            process.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"worker {index} still running after {timeout_s} s; "
-                        f"log:\n{_log_tail(log)}")
-    for index, (process, _, log) in enumerate(started):
-        assert process.returncode == 0, (
-            f"worker {index} exited with {process.returncode}; "
-            f"log:\n{_log_tail(log)}")
+            kill_group(process)
 
 
 def _load(output):
@@ -388,7 +336,7 @@ def _assert_matches_reference(results, reference):
 def test_two_workers_match_one_process(tmp_path, single_process_run):
     run_dir = str(tmp_path / "run")
     with _workers(tmp_path, run_dir, "clean") as started:
-        _wait_all(started)
+        wait_all(started)
     results = [_load(output) for _, output, _ in started]
     _assert_matches_reference(results, single_process_run)
     # Each worker applied the reference's alpha at every step.
@@ -407,32 +355,32 @@ def test_killed_worker_fails_the_job_which_then_resumes(
     with _workers(tmp_path, run_dir, "killed",
                   "--seconds_per_step=0.3") as started:
         (chief, _, chief_log), (other, _, other_log) = started
-        deadline = time.monotonic() + _PROCESS_TIMEOUT_S
+        deadline = time.monotonic() + PROCESS_TIMEOUT_S
         while not os.path.exists(metadata):
             for process, _, log in started:
                 assert process.poll() is None, (
                     f"a worker exited before the first backup; "
-                    f"log:\n{_log_tail(log)}")
+                    f"log:\n{log_tail(log)}")
             assert time.monotonic() < deadline, (
-                f"no backup after {_PROCESS_TIMEOUT_S} s; "
-                f"log:\n{_log_tail(chief_log)}")
+                f"no backup after {PROCESS_TIMEOUT_S} s; "
+                f"log:\n{log_tail(chief_log)}")
             time.sleep(0.1)
         os.killpg(other.pid, signal.SIGKILL)
         try:
-            chief.wait(timeout=_PROCESS_TIMEOUT_S)
+            chief.wait(timeout=PROCESS_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            pytest.fail(f"the chief hung {_PROCESS_TIMEOUT_S} s after its "
-                        f"peer died; log:\n{_log_tail(chief_log)}")
-        assert chief.returncode != 0, _log_tail(chief_log)
+            pytest.fail(f"the chief hung {PROCESS_TIMEOUT_S} s after its "
+                        f"peer died; log:\n{log_tail(chief_log)}")
+        assert chief.returncode != 0, log_tail(chief_log)
         # A TensorFlow error (the peer's missing heartbeats), not a hang.
-        assert re.search(r"errors_impl\.\w+Error", _log_tail(chief_log)), (
-            _log_tail(chief_log))
+        assert re.search(r"errors_impl\.\w+Error", log_tail(chief_log)), (
+            log_tail(chief_log))
     assert _rundir.read_status(run_dir) == _rundir.RUNNING
     assert os.path.exists(metadata)  # The chief's backup survived.
 
     # Restarting the same job resumes from the backup, as Keras documents.
     with _workers(tmp_path, run_dir, "resumed") as started:
-        _wait_all(started)
+        wait_all(started)
     results = [_load(output) for _, output, _ in started]
     _assert_matches_reference(results, single_process_run)
     steps = len(results[0]["alphas"])
@@ -446,3 +394,55 @@ def test_make_strategy_returns_one_mirrored_strategy_per_configuration():
     # collective keys collide); in-process sweeps call make_strategy per run.
     first = _distribution.make_strategy("mirrored", devices=_DEVICES)
     assert _distribution.make_strategy("mirrored", devices=_DEVICES) is first
+
+
+# ---------------------------------------------------------------------------
+# The Keras patch for keras-team/keras#20585: version-checked, installed once,
+# touching nothing but multi-worker strategies.
+
+
+def test_keras_multi_worker_patch_applies_to_this_keras():
+    from keras.src.backend.tensorflow import trainer as tf_trainer  # noqa: E501  pylint: disable=g-import-not-at-top
+
+    assert _distribution.check_keras_for_multi_worker() is tf_trainer
+
+
+def test_keras_multi_worker_patch_refuses_a_keras_without_its_names(
+        monkeypatch):
+    from keras.src.backend.tensorflow import trainer as tf_trainer  # noqa: E501  pylint: disable=g-import-not-at-top
+
+    monkeypatch.delattr(tf_trainer.TensorFlowTrainer, "_maybe_symbolic_build")
+    monkeypatch.delattr(tf_trainer, "reduce_per_replica")
+    with pytest.raises(RuntimeError,
+                       match=rf"Keras {re.escape(keras.__version__)} has no "
+                             r"reduce_per_replica, TensorFlowTrainer\."
+                             r"_maybe_symbolic_build.*20585"):
+        _distribution._patch_keras_for_multi_worker()
+
+
+def test_keras_multi_worker_patch_is_installed_once_and_delegates(
+        monkeypatch):
+    from keras.src.backend.tensorflow import trainer as tf_trainer  # noqa: E501  pylint: disable=g-import-not-at-top
+
+    # Undone after the test: the originals come back.
+    monkeypatch.setattr(tf_trainer, "_rlr_keras_multi_worker_patch", False,
+                        raising=False)
+    monkeypatch.setattr(tf_trainer, "reduce_per_replica",
+                        tf_trainer.reduce_per_replica)
+    monkeypatch.setattr(tf_trainer.TensorFlowTrainer, "_maybe_symbolic_build",
+                        tf_trainer.TensorFlowTrainer._maybe_symbolic_build)
+    original = tf_trainer.reduce_per_replica
+    _distribution._patch_keras_for_multi_worker()
+    patched = tf_trainer.reduce_per_replica
+    assert patched is not original
+    _distribution._patch_keras_for_multi_worker()
+    assert tf_trainer.reduce_per_replica is patched  # Not wrapped twice.
+    # One worker (here MirroredStrategy): exactly the original reduction.
+    strategy = _mirrored()
+    values = strategy.run(lambda: tf.constant([1.0, 2.0]))
+    np.testing.assert_array_equal(
+        patched(values, strategy, "concat"),
+        original(values, strategy, "concat"))
+    np.testing.assert_array_equal(
+        patched({"loss": values}, strategy, "auto")["loss"],
+        original({"loss": values}, strategy, "auto")["loss"])

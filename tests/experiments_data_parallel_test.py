@@ -5,19 +5,15 @@ DataParallel` splits every global batch in two, as it would over two GPUs.
 """
 
 import os
-import sys
 
 import keras
 import numpy as np
 import pytest
 
-_TESTS = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(_TESTS), "experiments"))
-
-import _distribution  # noqa: E402
-import _rundir  # noqa: E402
-import train  # noqa: E402
-from experiments_train_test import _weights  # noqa: E402
+import _distribution
+from _helpers import weights as _weights
+import _rundir
+import train
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "jax",
                                 reason="keras.distribution needs JAX")

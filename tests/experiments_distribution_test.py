@@ -17,20 +17,17 @@ import pytest
 
 pytestmark = pytest.mark.tensorflow_only
 
-_TESTS = os.path.dirname(os.path.abspath(__file__))
-_REPO = os.path.dirname(_TESTS)
-_EXPERIMENTS = os.path.join(_REPO, "experiments")
-sys.path.insert(0, _EXPERIMENTS)
-
-import _distribution  # noqa: E402
-import _rundir  # noqa: E402
-import train  # noqa: E402
-from distribution_test import _free_ports  # noqa: E402
-from distribution_test import _kill_group  # noqa: E402
-from distribution_test import _log_tail  # noqa: E402
-from distribution_test import _wait_all  # noqa: E402
-from distribution_test import _worker_env  # noqa: E402
-from experiments_train_test import _weights  # noqa: E402
+import _distribution
+from _helpers import EXPERIMENTS as _EXPERIMENTS
+from _helpers import REPO as _REPO
+from _helpers import free_ports
+from _helpers import kill_group
+from _helpers import log_tail
+from _helpers import wait_all
+from _helpers import weights
+from _helpers import worker_env
+import _rundir
+import train
 
 # Model 1 on the bundled digits, the random protocol. 1,437 training examples
 # in batches of 64: 22 full steps and a last one of 29 per epoch.
@@ -92,7 +89,7 @@ def _assert_complete_run_dir(run_dir):
     for split in ("train", "validation"):
         events = os.listdir(os.path.join(run_dir, "tensorboard", split))
         assert any(n.startswith("events.out.tfevents") for n in events), split
-    assert _iterations(_weights(os.path.join(run_dir, "model.weights.h5"))
+    assert _iterations(weights(os.path.join(run_dir, "model.weights.h5"))
                        ) == _STEPS
 
 
@@ -117,8 +114,8 @@ def _assert_close_runs(run_dir, reference_dir):
         reference["final_test_accuracy"], abs=_ACCURACY_ATOL)
     assert summary["num_parameters"] == reference["num_parameters"]
     assert _max_abs_diff(
-        _weights(os.path.join(run_dir, "model.weights.h5")),
-        _weights(os.path.join(reference_dir, "model.weights.h5"))
+        weights(os.path.join(run_dir, "model.weights.h5")),
+        weights(os.path.join(reference_dir, "model.weights.h5"))
     ) < _UNEVEN_WEIGHT_ATOL
 
 
@@ -178,7 +175,6 @@ def test_xla_under_a_strategy_is_refused_before_training(tmp_path,
 _KEEP_WEIGHTS = """
 import os, runpy, shutil, sys
 experiments, copy_to = sys.argv[1], sys.argv[2]
-sys.path.insert(0, experiments)
 import _distribution
 remove_write_dir = _distribution.remove_write_dir
 def keep_weights_then_remove(run_dir, strategy):
@@ -198,12 +194,12 @@ def _train_command(run_dir):
 
 def _run_workers(tmp_path, tag, commands):
     """Runs one command per worker, together; returns [(pid, log)]."""
-    hosts = [f"127.0.0.1:{port}" for port in _free_ports(len(commands))]
+    hosts = [f"127.0.0.1:{port}" for port in free_ports(len(commands))]
     started = []
     try:
         for index, command in enumerate(commands):
             log = str(tmp_path / f"{tag}_worker{index}.log")
-            env = _worker_env({"worker": hosts}, index)
+            env = worker_env({"worker": hosts}, index)
             # The two workers share the machine's few cores.
             env.update(TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="2")
             with open(log, "wb") as log_file:
@@ -211,10 +207,10 @@ def _run_workers(tmp_path, tag, commands):
                     command, cwd=_REPO, env=env, stdin=subprocess.DEVNULL,
                     stdout=log_file, stderr=subprocess.STDOUT,
                     start_new_session=True), None, log))
-        _wait_all(started, timeout_s=_PROCESS_TIMEOUT_S)
+        wait_all(started, timeout_s=_PROCESS_TIMEOUT_S)
     finally:
         for process, _, _ in started:
-            _kill_group(process)
+            kill_group(process)
     return [(process.pid, log) for process, _, log in started]
 
 
@@ -245,8 +241,8 @@ def test_multi_worker_command_line_trains_like_mirrored(multi_worker_run,
     with open(os.path.join(run_dir, "flags.cfg")) as f:
         assert "--distribution=multi_worker" in f.read().split()
     # Synchronous training: the chief saved exactly what worker 1 computed.
-    chief = _weights(os.path.join(run_dir, "model.weights.h5"))
-    other = _weights(worker_1_weights)
+    chief = weights(os.path.join(run_dir, "model.weights.h5"))
+    other = weights(worker_1_weights)
     assert chief.keys() == other.keys()
     for name, value in chief.items():
         np.testing.assert_array_equal(value, other[name], err_msg=name)
@@ -266,7 +262,7 @@ def test_done_multi_worker_run_is_not_trained_again(multi_worker_run):
         [sys.executable, train_py, *_train_command(run_dir), "--verbose=1"]
     ] * 2)
     for _, log in workers:
-        assert "is done already; not training again" in _log_tail(log), (
-            _log_tail(log))
+        assert "is done already; not training again" in log_tail(log), (
+            log_tail(log))
     assert [os.path.getmtime(path) for path in watched] == before
     assert not [n for n in os.listdir(run_dir) if n.startswith("workertemp_")]

@@ -12,7 +12,6 @@ from scipy import stats
 
 _EXPERIMENTS = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "experiments")
-sys.path.insert(0, _EXPERIMENTS)
 
 import _rundir  # noqa: E402
 import _stats  # noqa: E402

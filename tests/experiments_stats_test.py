@@ -1,15 +1,10 @@
 """Tests for experiments/_stats.py against SciPy and hand computations."""
 
 import math
-import os
-import sys
 
 import numpy as np
 import pytest
 from scipy import stats
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), "experiments"))
 
 import _stats  # noqa: E402
 

@@ -10,11 +10,11 @@ import time
 import pytest
 from absl import flags
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(_REPO, "experiments"))
+import _rundir
+from _helpers import REPO as _REPO
+import sweep
 
-import _rundir  # noqa: E402
-import sweep  # noqa: E402
+from rlr_keras._summary import read_events
 
 _BASE = dict(model="mlp", dataset="digits", learning_rate=0.05,
              batch_size=64, epochs=2, verbose=0, momentum=0.9, nesterov=True,
@@ -134,32 +134,73 @@ def test_killed_sweep_resumes_without_repeating_or_losing_runs(tmp_path):
         log_dir = os.path.join(run_dir, "tensorboard")
         assert len([n for n in os.listdir(log_dir)
                     if n.startswith("events.out.tfevents")]) == 1
+        # The dashboard's metrics are scalars that the runs write.
+        for group, tag, _ in sweep.HPARAMS_METRICS:
+            if group:
+                assert tag in read_events(os.path.join(log_dir, group)), tag
     assert os.path.isfile(os.path.join(root, "plots", "table.md"))
 
 
-def test_hparams_summary_names_the_grid_coordinates(tmp_path):
-    from tensorboard.backend.event_processing import event_file_loader  # noqa: E402,E501
-    from tensorboard.plugins.hparams import plugin_data_pb2  # noqa: E402
+def _hparams_plugin_data(log_dir):
+    from tensorboard.backend.event_processing import event_file_loader  # noqa: E501  pylint: disable=g-import-not-at-top
+    from tensorboard.plugins.hparams import plugin_data_pb2  # pylint: disable=g-import-not-at-top
 
+    found = []
+    for name in sorted(os.listdir(log_dir)):
+        if name.startswith("events.out.tfevents"):
+            for event in event_file_loader.EventFileLoader(
+                    os.path.join(log_dir, name)).Load():
+                for value in event.summary.value:
+                    if value.metadata.plugin_data.plugin_name == "hparams":
+                        found.append(plugin_data_pb2.HParamsPluginData
+                                     .FromString(value.metadata.plugin_data
+                                                 .content))
+    return found
+
+
+def test_hparams_summary_names_the_grid_coordinates(tmp_path):
     run_dir = str(tmp_path / "run")
     sweep._write_hparams(run_dir, "random_batch_size=60_seed=0",
                          {"protocol": "random", "seed": 0, "batch_size": 60})
-    log_dir = os.path.join(run_dir, "tensorboard")
-    (name,) = os.listdir(log_dir)
-    found = {}
-    for event in event_file_loader.EventFileLoader(
-            os.path.join(log_dir, name)).Load():
-        for value in event.summary.value:
-            if value.metadata.plugin_data.plugin_name == "hparams":
-                data = plugin_data_pb2.HParamsPluginData.FromString(
-                    value.metadata.plugin_data.content)
-                if data.HasField("session_start_info"):
-                    info = data.session_start_info
-                    found = {key: info.hparams[key] for key in info.hparams}
-                    assert info.group_name == "random_batch_size=60_seed=0"
-    assert found["protocol"].string_value == "random"
-    assert found["batch_size"].number_value == 60
-    assert found["seed"].number_value == 0
+    (data,) = _hparams_plugin_data(os.path.join(run_dir, "tensorboard"))
+    info = data.session_start_info
+    assert info.group_name == "random_batch_size=60_seed=0"
+    assert info.hparams["protocol"].string_value == "random"
+    assert info.hparams["batch_size"].number_value == 60
+    assert info.hparams["seed"].number_value == 0
+
+
+def test_hparams_experiment_at_the_root_lists_domains_and_metrics(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep.train, "run", lambda **arguments: None)
+    root = str(tmp_path / "sweep")
+    for _ in range(2):  # A restarted sweep replaces its experiment.
+        sweep.run(root=root, base_arguments=_base_arguments(),
+                  protocols=["constant", "cyclic"], periods=[6.0, 18.0],
+                  seeds=[0, 1], grid=[("batch_size", [30, 60])],
+                  variants=[{"nesterov": True}, {"nesterov": False}],
+                  make_plots=False)
+    (data,) = _hparams_plugin_data(root)
+    experiment = data.experiment
+    domains = {}
+    for info in experiment.hparam_infos:
+        domains[info.name] = [
+            getattr(v, v.WhichOneof("kind"))
+            for v in info.domain_discrete.values]
+    assert domains == {"protocol": ["constant", "cyclic"],
+                       "period": [6.0, 18.0], "seed": [0.0, 1.0],
+                       "batch_size": [30.0, 60.0],
+                       "nesterov": [False, True]}
+    metrics = [(m.name.group, m.name.tag) for m in experiment.metric_infos]
+    assert ("validation", "epoch_accuracy") in metrics
+    assert ("train", "epoch_loss") in metrics
+    assert ("", "summary/generalization_gap") in metrics
+    assert metrics == [(g, t) for g, t, _ in sweep.HPARAMS_METRICS]
+    # Each run's coordinates are among the experiment's hyperparameters.
+    (data,) = _hparams_plugin_data(os.path.join(
+        root, "cyclic_period=18_batch_size=60_nesterov=False_seed=1",
+        "tensorboard"))
+    assert set(data.session_start_info.hparams) == set(domains)
 
 
 _CONFIGS = os.path.join(_REPO, "experiments", "configs")
@@ -185,3 +226,185 @@ def test_every_config_has_a_header_and_expands(name):
     finally:
         flags.FLAGS.unparse_flags()
     assert runs
+
+
+# ---------------------------------------------------------------------------
+# Folder names, delta, and errors of the command line.
+
+
+@pytest.mark.parametrize("value, text", [
+    (0.005, "0.005"), (2.5e-4, "0.00025"), (1e-4, "0.0001"), (6.0, "6"),
+    (1e-5, "1e-05"), (0.1234567, "0.1234567"), (0.1234568, "0.1234568"),
+    (1 / 3, repr(1 / 3)), (60, "60"), (True, "True"),
+])
+def test_folder_names_hold_values_exactly_and_keep_g_names(value, text):
+    assert sweep._format(value) == text
+    if isinstance(value, float):
+        assert float(sweep._format(value)) == value
+
+
+def test_values_that_g_would_merge_get_distinct_folders():
+    runs = sweep.expand(base_arguments=_base_arguments(),
+                        protocols=["random"], seeds=[0],
+                        grid=[("learning_rate", [0.1234567, 0.1234568])])
+    assert [name for name, _ in runs] == [
+        "random_learning_rate=0.1234567_seed=0",
+        "random_learning_rate=0.1234568_seed=0"]
+
+
+def test_a_grid_value_given_twice_is_refused():
+    with pytest.raises(ValueError, match="repeats the value 0.001"):
+        sweep.parse_grid(["learning_rate=1e-3,0.001"])
+
+
+def test_delta_reaches_only_the_random_runs():
+    runs = dict(sweep.expand(
+        base_arguments=_base_arguments(delta=0.5),
+        protocols=["constant", "random", "cyclic"], periods=[6.0], seeds=[0],
+        grid=[("delta", [0.25])]))
+    assert set(runs) == {"constant_seed=0", "random_delta=0.25_seed=0",
+                         "cyclic_period=6_seed=0"}
+    assert runs["random_delta=0.25_seed=0"]["delta"] == 0.25
+    assert runs["constant_seed=0"]["delta"] is None
+    assert runs["cyclic_period=6_seed=0"]["delta"] is None
+    runs = dict(sweep.expand(base_arguments=_base_arguments(delta=0.5),
+                             protocols=["constant", "random"], seeds=[0]))
+    assert runs["random_seed=0"]["delta"] == 0.5
+    assert runs["constant_seed=0"]["delta"] is None
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(protocols=["constant", "random"], grid=[("delta", [0.5, 1.0])]),
+     "the constant runs would repeat"),
+    (dict(protocols=["cyclic", "random"], periods=[6.0],
+          variants=[{"delta": 0.5}, {"delta": 1.0}]),
+     "the cyclic runs would repeat"),
+    (dict(protocols=["constant"], grid=[("delta", [0.5])]),
+     "delta applies only to the random protocol"),
+    (dict(protocols=["cyclic"], periods=[6.0, 6.0]), "repeats a period"),
+    (dict(protocols=["constant", "randomm"]), "among constant, random"),
+])
+def test_expand_refuses_grids_with_identical_or_meaningless_runs(kwargs,
+                                                                 message):
+    with pytest.raises(ValueError, match=message):
+        sweep.expand(base_arguments=_base_arguments(), seeds=[0], **kwargs)
+
+
+def test_sweep_passes_the_equivalence_margin_to_plot(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(sweep.train, "run", lambda **arguments: None)
+    monkeypatch.setattr(sweep.plot, "run",
+                        lambda **arguments: calls.append(arguments))
+    sweep.run(root=str(tmp_path), base_arguments=_base_arguments(),
+              protocols=["constant"], seeds=[0], equivalence_margin=0.02)
+    assert calls and calls[0]["equivalence_margin"] == 0.02
+
+
+# Lines TensorFlow's C++ runtime writes to stderr when it is imported.
+_NATIVE_LOG = ("WARNING: All log messages before absl::InitializeLog()",
+               "I0000 ", "W0000 ", "E0000 ")
+
+
+def _run_sweep(*args):
+    return subprocess.run(
+        [sys.executable, os.path.join(_REPO, "experiments", "sweep.py"),
+         *args], cwd=_REPO, capture_output=True, text=True, timeout=120,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=_REPO))
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--protocols=constant", "--periods=6"],
+     ["--periods", "6", "only to the cyclic", "--protocols=constant"]),
+    (["--protocols=cyclic"], ["--periods is required", "cyclic"]),
+    (["--grid=learning_rate=1e-3,0.001"],
+     ["--grid=learning_rate=1e-3,0.001", "repeats the value 0.001"]),
+    (["--protocols=constant", "--delta=0.5"],
+     ["--delta=0.5", "only to the random protocol", "--protocols=constant"]),
+    (["--protocols=constant,random", "--grid=delta=0.5,1.0"],
+     ["delta", "random protocol", "constant runs would repeat"]),
+    (["--grid=batch_size=0"], ["batch_size", "'0'", "positive integer"]),
+    (["--seed=3"], ["--seed", "set per run", "--seeds"]),
+    (["--protocols=constant,randomm"],
+     ["--protocols", "randomm", "among constant, random, cyclic"]),
+    (["--seeds=0,x"], ["--seeds", "integers in [0, 4294967295]"]),
+    (["--nosuchflag"], ["nosuchflag"]),
+])
+def test_command_line_errors_are_one_line(tmp_path, args, expected):
+    result = _run_sweep(f"--root={tmp_path / 'sweep'}", "--dry_run", *args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines()
+             if line.strip() and not line.startswith(_NATIVE_LOG)]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("sweep.py: error: ")
+    for text in expected:
+        assert text in lines[0], lines[0]
+    assert not os.path.exists(tmp_path / "sweep")
+
+
+# ---------------------------------------------------------------------------
+# --launcher=subprocess: a train.py child never outlives the sweep.
+
+
+def _children(pid):
+    """The pids whose parent is `pid` (from /proc)."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                children.append(int(entry))
+    return children
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="PR_SET_PDEATHSIG is Linux's")
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM],
+                         ids=["SIGKILL", "SIGTERM"])
+def test_train_child_dies_with_the_sweep(tmp_path, signum):
+    root = str(tmp_path / "sweep")
+    command = [sys.executable, os.path.join(_REPO, "experiments", "sweep.py"),
+               f"--root={root}", "--protocols=constant", "--seeds=0",
+               "--noplot", "--launcher=subprocess"]
+    command += [_rundir.format_flag(name, value)
+                for name, value in dict(_BASE, epochs=500, delta=None).items()
+                if value is not None]
+    process = subprocess.Popen(
+        command, cwd=_REPO, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=_REPO))
+    children = []
+    try:
+        deadline = time.monotonic() + 120
+        while not children and time.monotonic() < deadline:
+            assert process.poll() is None
+            children = _children(process.pid)
+            time.sleep(0.05)
+        assert children, "the sweep started no train.py in time"
+        time.sleep(1.0)  # Let the child get past its start-up.
+        process.send_signal(signum)
+        process.wait(timeout=60)
+        deadline = time.monotonic() + 10
+        while any(map(_alive, children)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(map(_alive, children))
+        if signum == signal.SIGTERM:  # Forwarded, waited for, then exited.
+            assert process.returncode == 128 + signal.SIGTERM
+    finally:
+        process.kill()
+        process.wait()
+        for child in children:
+            if _alive(child):
+                os.kill(child, signal.SIGKILL)

@@ -14,7 +14,6 @@ from absl import flags
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _EXPERIMENTS = os.path.join(_REPO, "experiments")
-sys.path.insert(0, _EXPERIMENTS)
 
 import _rundir  # noqa: E402
 import train  # noqa: E402

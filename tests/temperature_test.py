@@ -17,7 +17,6 @@ from rlr_keras.temperature import effective_temperature
 from rlr_keras.temperature import match_temperature
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "experiments"))
 import temperature as temperature_script  # noqa: E402  pylint: disable=g-import-not-at-top
 
 

@@ -1,0 +1,89 @@
+"""Helpers shared by the test modules: worker processes, weight files.
+
+Importable from every test module (`pythonpath` in pyproject.toml lists
+`tests`). The processes are started in their own session by the tests, so
+that `kill_group` ends them with everything they started.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXPERIMENTS = os.path.join(REPO, "experiments")
+PROCESS_TIMEOUT_S = 120
+
+
+def free_ports(count):
+    """Returns `count` TCP ports of 127.0.0.1 that were free just now."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+               for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def worker_env(cluster, index):
+    """The environment of worker `index` of a TF_CONFIG `cluster` on CPU."""
+    env = {k: v for k, v in os.environ.items()
+           if k.lower() not in ("http_proxy", "https_proxy", "all_proxy",
+                                "grpc_proxy")}
+    env.update(
+        TF_CONFIG=json.dumps({"cluster": cluster,
+                              "task": {"type": "worker", "index": index}}),
+        NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost",
+        TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow",
+        CUDA_VISIBLE_DEVICES="",
+        # This checkout's rlr_keras and experiments, whatever is installed.
+        PYTHONPATH=os.pathsep.join([REPO, EXPERIMENTS]))
+    return env
+
+
+def log_tail(path, chars=3000):
+    with open(path, errors="replace") as f:
+        return f.read()[-chars:]
+
+
+def kill_group(process):
+    """SIGKILLs the process group of `process` (started in its own session)."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+
+
+def wait_all(started, timeout_s=PROCESS_TIMEOUT_S):
+    """Waits for every (process, output, log); fails past `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    for index, (process, _, log) in enumerate(started):
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"worker {index} still running after {timeout_s} s; "
+                        f"log:\n{log_tail(log)}")
+    for index, (process, _, log) in enumerate(started):
+        assert process.returncode == 0, (
+            f"worker {index} exited with {process.returncode}; "
+            f"log:\n{log_tail(log)}")
+
+
+def weights(path):
+    """Returns {name: array} of every dataset in a .weights.h5 file."""
+    import h5py  # pylint: disable=g-import-not-at-top
+
+    arrays = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, item: arrays.__setitem__(name, item[()])
+                     if isinstance(item, h5py.Dataset) else None)
+    return arrays
