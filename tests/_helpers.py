@@ -1,4 +1,4 @@
-"""Helpers shared by the test modules: worker processes, weight files.
+"""Helpers shared by the test modules: processes, weight and data files.
 
 Importable from every test module (`pythonpath` in pyproject.toml lists
 `tests`). The processes are started in their own session by the tests, so
@@ -6,13 +6,18 @@ that `kill_group` ends them with everything they started.
 """
 
 import contextlib
+import gzip
 import json
+import lzma
 import os
+import pickle
 import signal
 import socket
+import struct
 import subprocess
 import time
 
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,3 +92,63 @@ def weights(path):
         f.visititems(lambda name, item: arrays.__setitem__(name, item[()])
                      if isinstance(item, h5py.Dataset) else None)
     return arrays
+
+
+# Independent writers of the dataset file formats (IDX, CIFAR-10 batches).
+
+
+def write_idx(path, array, *, gzipped=False, magic=None):
+    """Writes `array` (uint8) in the IDX format described by LeCun et al."""
+    array = np.asarray(array, np.uint8)
+    if magic is None:
+        magic = 0x0800 + array.ndim
+    raw = struct.pack(">I", magic)
+    raw += b"".join(struct.pack(">I", d) for d in array.shape)
+    raw += array.tobytes()
+    opener = gzip.open if gzipped else open
+    with opener(path, "wb") as f:
+        f.write(raw)
+    return raw
+
+
+def fake_images(count, height=5, width=4, seed=0):
+    return np.random.default_rng(seed).integers(
+        0, 256, (count, height, width), dtype=np.uint8)
+
+
+def write_idx_folder(folder, *, num_train=12, num_test=6, gz_train=False,
+                     gz_test=True, with_train=True):
+    folder.mkdir(exist_ok=True)
+    arrays = {}
+    splits = [("t10k", num_test, gz_test)]
+    if with_train:
+        splits.insert(0, ("train", num_train, gz_train))
+    for prefix, count, gzipped in splits:
+        images = fake_images(count, seed=count)
+        labels = np.arange(count) % 10
+        suffix = ".gz" if gzipped else ""
+        write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", images,
+                  gzipped=gzipped)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels,
+                  gzipped=gzipped)
+        arrays[prefix] = (images, labels)
+    return arrays
+
+
+def write_cifar_folder(folder, per_batch=3, *, xz=False):
+    """Writes the six CIFAR-10 python batches (`.xz`-compressed if `xz`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    batches = {}
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for index, name in enumerate(names):
+        rng = np.random.default_rng(index)
+        batch = {b"data": rng.integers(0, 256, (per_batch, 3072), np.uint8),
+                 b"labels": [int(v) for v in rng.integers(0, 10, per_batch)],
+                 b"batch_label": name.encode()}
+        raw = pickle.dumps(batch, protocol=2)  # As the official files.
+        if xz:
+            (folder / f"{name}.xz").write_bytes(lzma.compress(raw))
+        else:
+            (folder / name).write_bytes(raw)
+        batches[name] = batch
+    return batches

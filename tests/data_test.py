@@ -5,8 +5,6 @@ pickles); TFDS runs under `tfds.testing.mock_data` (TensorFlow backend only).
 """
 
 import collections
-import gzip
-import lzma
 import os
 import pickle
 import struct
@@ -18,70 +16,13 @@ import keras
 import numpy as np
 import pytest
 
+from _helpers import fake_images
+from _helpers import write_cifar_folder
+from _helpers import write_idx
+from _helpers import write_idx_folder
 from rlr_keras import data
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-# ---------------------------------------------------------------------------
-# Independent writers of the file formats.
-
-
-def write_idx(path, array, *, gzipped=False, magic=None):
-    """Writes `array` (uint8) in the IDX format described by LeCun et al."""
-    array = np.asarray(array, np.uint8)
-    if magic is None:
-        magic = 0x0800 + array.ndim
-    raw = struct.pack(">I", magic)
-    raw += b"".join(struct.pack(">I", d) for d in array.shape)
-    raw += array.tobytes()
-    opener = gzip.open if gzipped else open
-    with opener(path, "wb") as f:
-        f.write(raw)
-    return raw
-
-
-def fake_images(count, height=5, width=4, seed=0):
-    return np.random.default_rng(seed).integers(
-        0, 256, (count, height, width), dtype=np.uint8)
-
-
-def write_idx_folder(folder, *, num_train=12, num_test=6, gz_train=False,
-                     gz_test=True, with_train=True):
-    folder.mkdir(exist_ok=True)
-    arrays = {}
-    splits = [("t10k", num_test, gz_test)]
-    if with_train:
-        splits.insert(0, ("train", num_train, gz_train))
-    for prefix, count, gzipped in splits:
-        images = fake_images(count, seed=count)
-        labels = np.arange(count) % 10
-        suffix = ".gz" if gzipped else ""
-        write_idx(folder / f"{prefix}-images-idx3-ubyte{suffix}", images,
-                  gzipped=gzipped)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte{suffix}", labels,
-                  gzipped=gzipped)
-        arrays[prefix] = (images, labels)
-    return arrays
-
-
-def write_cifar_folder(folder, per_batch=3, *, xz=False):
-    """Writes the six CIFAR-10 python batches (`.xz`-compressed if `xz`)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    batches = {}
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for index, name in enumerate(names):
-        rng = np.random.default_rng(index)
-        batch = {b"data": rng.integers(0, 256, (per_batch, 3072), np.uint8),
-                 b"labels": [int(v) for v in rng.integers(0, 10, per_batch)],
-                 b"batch_label": name.encode()}
-        raw = pickle.dumps(batch, protocol=2)  # As the official files.
-        if xz:
-            (folder / f"{name}.xz").write_bytes(lzma.compress(raw))
-        else:
-            (folder / name).write_bytes(raw)
-        batches[name] = batch
-    return batches
 
 
 # ---------------------------------------------------------------------------
@@ -662,7 +603,7 @@ def test_padded_batches_split_evenly_with_zero_weight_padding():
     images, labels = small_arrays(7)
     batches = data.eval_pipeline(images, labels, batch_size=4,
                                  pad_to_multiple=2)
-    (x0, y0, w0), (x1, y1, w1) = batches[0], batches[1]
+    (_, y0, w0), (x1, y1, w1) = batches[0], batches[1]
     assert y0.tolist() == [0, 1, 2, 3] and w0.tolist() == [1, 1, 1, 1]
     # 3 left: padded to 4 with a copy of the batch's first example.
     assert y1.tolist() == [4, 5, 6, 4] and w1.tolist() == [1, 1, 1, 0]

@@ -33,12 +33,17 @@
 # Back here: bash experiments/tools/gpu_lease.sh unpack FILES_AT NAME, then
 #   python experiments/plot.py --runs=docs/results/NAME/runs --plot_dir=docs/results/NAME
 #
-# Tested on CPU with a small subset (tests/experiments_lease_test.py runs
-# `run` with OUT set, on a CIFAR-format folder the test writes).
+# Tested on CPU (tests/experiments_lease_test.py runs `run` and `unpack`
+# with OUT and the RLR_LEASE_* folders set to temporary ones, on a small
+# CIFAR-format folder the test writes, including a stop at the budget).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+# Where things are; the tests point these at temporary folders.
 cifar_dir=${RLR_LEASE_CIFAR_DIR:-/tmp/cifar10}
+parts_dir=${RLR_LEASE_PARTS:-.lease}
+wheels_dir=${RLR_LEASE_WHEELS:-.whl}
+results_dir=${RLR_LEASE_RESULTS:-docs/results}
 
 case "${1:-}" in
   prepare)
@@ -60,8 +65,8 @@ case "${1:-}" in
     ;;
   stage)
     mkdir -p "$cifar_dir"
-    for part in .lease/part1 .lease/part2 .lease/part3; do
-      [ -d "$part" ] && cp "$part"/* "$cifar_dir"/ 2>/dev/null || true
+    for part in "$parts_dir"/part1 "$parts_dir"/part2 "$parts_dir"/part3; do
+      if [ -d "$part" ]; then cp "$part"/* "$cifar_dir"/ 2>/dev/null || true; fi
     done
     ls -la "$cifar_dir"
     ;;
@@ -71,10 +76,10 @@ case "${1:-}" in
     flagfile=${4:?FLAGFILE}
     shift 4
     out=${OUT:?OUT must name the folder that comes back}
-    "$0" stage > /dev/null
-    if compgen -G ".whl/*.whl" > /dev/null; then
+    bash "$0" stage > /dev/null
+    if compgen -G "$wheels_dir/*.whl" > /dev/null; then
       python3 -m pip install -q --no-index --no-deps --no-compile \
-        --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+        --no-cache-dir --upgrade --target /tmp/site "$wheels_dir"/*.whl
       export PYTHONPATH=/tmp/site:$PWD
     else
       export PYTHONPATH=$PWD
@@ -84,8 +89,8 @@ case "${1:-}" in
       || echo "no GPU (CPU)") > "$out/card.txt"
     root=${RLR_LEASE_ROOT:-/tmp/runs}/$name
     mkdir -p "$root"
-    if [ -d "docs/results/$name/runs" ]; then
-      cp -r "docs/results/$name/runs/." "$root/"
+    if [ -d "$results_dir/$name/runs" ]; then
+      cp -r "$results_dir/$name/runs/." "$root/"
     fi
     status=0
     timeout --signal=INT --kill-after=30 "$budget" \
@@ -101,10 +106,10 @@ case "${1:-}" in
   unpack)
     files_at=${2:?usage: gpu_lease.sh unpack FILES_AT NAME}
     name=${3:?NAME}
-    mkdir -p "docs/results/$name/runs"
-    tar -xzf "$files_at/records.tar.gz" -C "docs/results/$name/runs"
-    cp "$files_at/card.txt" "docs/results/$name/card.txt" 2>/dev/null || true
-    ls "docs/results/$name/runs"
+    mkdir -p "$results_dir/$name/runs"
+    tar -xzf "$files_at/records.tar.gz" -C "$results_dir/$name/runs"
+    cp "$files_at/card.txt" "$results_dir/$name/card.txt" 2>/dev/null || true
+    ls "$results_dir/$name/runs"
     ;;
   *)
     sed -n '2,40p' "$0"
