@@ -22,6 +22,14 @@ a_bar, b_bar, sample variances s_a^2, s_b^2 (ddof = 1) and d = a_bar - b_bar:
   sample std s_p^2 = ((m - 1) s_a^2 + (n - 1) s_b^2) / (m + n - 2), and the
   group sizes m, n. See `minimum_detectable_effect` for its formula.
 
+* Paired versions, for groups whose runs pair up by seed (runs with the same
+  seed share the initial weights and the alpha stream, so most of the
+  spread between seeds cancels in their differences): with the n paired
+  differences d_i = a_i - b_i, mean d and sample std s_d, se = s_d / sqrt(n)
+  and nu = n - 1, the paired t-test p = 2 P(T_nu > |d| / se) (as
+  `scipy.stats.ttest_rel`) and the paired TOST with the same two one-sided
+  tests as above.
+
 Undefined results (a group with fewer than two values, zero variance in
 both groups) are NaN.
 
@@ -117,10 +125,62 @@ def tost(a, b, margin):
     Raises:
         ValueError: if `margin` is not a finite number > 0.
     """
+    _check_margin(margin)
+    return _tost_p(welch(a, b), margin)
+
+
+def _check_margin(margin):
     if not (isinstance(margin, (int, float)) and math.isfinite(margin)
             and margin > 0):
         raise ValueError(f"margin must be a finite number > 0, got {margin!r}")
-    result = welch(a, b)
+
+
+def paired(a, b):
+    """Returns the paired t-test of a against b, as a `WelchResult`.
+
+    Args:
+        a, b: sequences of floats of equal length, a_i paired with b_i (pairs
+            with a None or non-finite member are left out).
+
+    Returns:
+        `WelchResult(difference, standard_error, df, t, p)` of the
+        differences d_i = a_i - b_i: their mean, s_d / sqrt(n), n - 1, t and
+        the two-sided p-value; all but the mean NaN with fewer than two
+        pairs or all differences equal.
+    """
+    if len(a) != len(b):
+        raise ValueError(f"paired groups need equal lengths, got {len(a)} "
+                         f"and {len(b)}")
+    pairs = [(x, y) for x, y in zip(a, b)
+             if x is not None and y is not None
+             and math.isfinite(x) and math.isfinite(y)]
+    differences = np.array([x - y for x, y in pairs], dtype=float)
+    if differences.size == 0:
+        return WelchResult(math.nan, math.nan, math.nan, math.nan, math.nan)
+    difference = float(differences.mean())
+    if differences.size < 2 or differences.std() == 0:
+        return WelchResult(difference, math.nan, math.nan, math.nan, math.nan)
+    standard_error = float(differences.std(ddof=1)
+                           / math.sqrt(differences.size))
+    df = float(differences.size - 1)
+    t = difference / standard_error
+    return WelchResult(difference, standard_error, df, float(t),
+                       float(2 * stats.t.sf(abs(t), df)))
+
+
+def paired_tost(a, b, margin):
+    """Returns the p-value of the paired TOST equivalence test of a and b.
+
+    As `tost`, with d, se and nu of `paired(a, b)`.
+
+    Raises:
+        ValueError: if `margin` is not a finite number > 0.
+    """
+    _check_margin(margin)
+    return _tost_p(paired(a, b), margin)
+
+
+def _tost_p(result, margin):
     if math.isnan(result.df):
         return math.nan
     p_lower = stats.t.sf((result.difference + margin) / result.standard_error,

@@ -377,6 +377,7 @@ def summarize(groups, source, margin):
         `_PVALUE_METRICS`.
     """
     rows = []
+    seeds = {}
     for label, runs in groups.items():
         values = [run_values(run, source) for run in runs]
         per_metric = {metric: [v[metric] for v in values]
@@ -384,15 +385,30 @@ def summarize(groups, source, margin):
         stats = {metric: _stats.mean_std(per_metric[metric])
                  for metric in per_metric}
         rows.append((label, len(runs), stats, per_metric))
+        seeds[label] = [_arguments(run).get("seed") for run in runs]
     comparisons = []
     for (label_a, _, _, values_a), (label_b, _, _, values_b) in (
             itertools.combinations(rows, 2)):
+        # Runs pair up when both groups hold the same seeds, once each.
+        common = sorted(set(seeds[label_a]) & set(seeds[label_b]),
+                        key=str)
+        pairable = (len(common) >= 2
+                    and sorted(seeds[label_a], key=str) == common
+                    and sorted(seeds[label_b], key=str) == common)
         for metric in _PVALUE_METRICS:
             a, b = values_a[metric], values_b[metric]
             welch = _stats.welch(a, b)
             tost_p = _stats.tost(a, b, margin)
             n_a = sum(v is not None for v in a)
             n_b = sum(v is not None for v in b)
+            paired_p = paired_tost_p = math.nan
+            if pairable:
+                by_seed_a = dict(zip(seeds[label_a], a))
+                by_seed_b = dict(zip(seeds[label_b], b))
+                pair_a = [by_seed_a[seed] for seed in common]
+                pair_b = [by_seed_b[seed] for seed in common]
+                paired_p = _stats.paired(pair_a, pair_b).p
+                paired_tost_p = _stats.paired_tost(pair_a, pair_b, margin)
             comparisons.append({
                 "group_a": label_a, "group_b": label_b, "metric": metric,
                 "t": welch.t, "p": welch.p, "n_a": n_a, "n_b": n_b,
@@ -403,13 +419,17 @@ def summarize(groups, source, margin):
                 "mde": _stats.minimum_detectable_effect(
                     _stats.pooled_std(a, b), n_a, n_b, alpha=ALPHA,
                     power=POWER),
+                "paired_p": paired_p, "paired_tost_p": paired_tost_p,
+                "paired_equivalent": (None if math.isnan(paired_tost_p)
+                                      else bool(paired_tost_p < ALPHA)),
             })
     return rows, comparisons
 
 
 _COMPARISON_FIELDS = ("group_a", "group_b", "metric", "t", "p", "n_a", "n_b",
                       "difference", "welch_df", "margin", "tost_p",
-                      "equivalent", "mde")
+                      "equivalent", "mde", "paired_p", "paired_tost_p",
+                      "paired_equivalent")
 
 
 # Tables -----------------------------------------------------------------------
@@ -469,16 +489,22 @@ def _markdown(rows, comparisons, source, margin, title, command):
             f"at α = {ALPHA:g} detects with {POWER:.0%} power, for the "
             "pooled sample std and these numbers of seeds; a difference "
             "below it can go unseen. A − B is the difference of the "
-            "means.\n\n")
+            "means. Paired: where both groups hold the same seeds, the "
+            "paired t-test and paired TOST on the per-seed differences "
+            "(runs with one seed share the initial weights and the α "
+            "stream); n/a otherwise.\n\n")
         out.write("| group A | group B | metric | A − B | Welch p | TOST p | "
-                  f"equivalent (±{margin:g}) | MDE ({POWER:.0%} power) |\n")
-        out.write("|" + "---|" * 8 + "\n")
+                  f"equivalent (±{margin:g}) | MDE ({POWER:.0%} power) | "
+                  "paired p | paired TOST p | equivalent (paired) |\n")
+        out.write("|" + "---|" * 11 + "\n")
         for c in comparisons:
             out.write(
                 f"| {c['group_a']} | {c['group_b']} | {c['metric']} | "
                 f"{_number(c['difference'])} | {_pvalue(c['p'])} | "
                 f"{_pvalue(c['tost_p'])} | {_yes_no(c['equivalent'])} | "
-                f"{_number(c['mde'])} |\n")
+                f"{_number(c['mde'])} | {_pvalue(c['paired_p'])} | "
+                f"{_pvalue(c['paired_tost_p'])} | "
+                f"{_yes_no(c['paired_equivalent'])} |\n")
     out.write(f"\nRegenerate: `{command}`\n")
     return out.getvalue()
 

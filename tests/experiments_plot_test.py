@@ -194,6 +194,33 @@ def test_pvalues_csv_has_tost_and_mde_for_every_pair(sweep_root, tmp_path):
     assert "| constant | random | final_test_accuracy |" in markdown
 
 
+def test_groups_with_the_same_seeds_are_also_compared_pairwise(sweep_root,
+                                                                tmp_path):
+    root, accuracies = sweep_root
+    paths = plot.run(runs=[root], plot_dir=str(tmp_path / "plots"),
+                     equivalence_margin=0.02)
+    row = next(row for row in _read_csv(paths["pvalues_csv"])
+               if (row["group_a"], row["group_b"], row["metric"])
+               == ("constant", "random", "final_test_accuracy"))
+    a, b = accuracies[("constant", None)], accuracies[("random", None)]
+    np.testing.assert_allclose(float(row["paired_p"]),
+                               stats.ttest_rel(a, b).pvalue)
+    np.testing.assert_allclose(float(row["paired_tost_p"]),
+                               _stats.paired_tost(a, b, 0.02))
+    assert row["paired_equivalent"] in ("true", "false")
+
+
+def test_groups_with_other_seeds_have_no_paired_comparison(tmp_path):
+    root = str(tmp_path / "sweep")
+    for seed, value in enumerate([0.90, 0.91, 0.92]):
+        _fake_run(root, "constant", seed, value)
+        _fake_run(root, "random", seed + 10, value)
+    paths = plot.run(runs=[root], plot_dir=str(tmp_path / "plots"))
+    for row in _read_csv(paths["pvalues_csv"]):
+        assert row["paired_p"] == row["paired_tost_p"] == "nan", row
+        assert row["paired_equivalent"] == "n/a"
+
+
 @pytest.mark.parametrize("margin,expected", [(0.1, "true"), (0.001, "false")])
 def test_equivalence_margin_decides_equivalence(sweep_root, tmp_path, margin,
                                                 expected):

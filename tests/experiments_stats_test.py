@@ -109,3 +109,35 @@ def test_mde_is_linear_in_std_and_undefined_for_one_seed():
         2 * _stats.minimum_detectable_effect(0.002, 3, 4), rtol=1e-8)
     assert math.isnan(_stats.minimum_detectable_effect(0.002, 1, 4))
     assert math.isnan(_stats.minimum_detectable_effect(0.0, 3, 4))
+
+
+def test_paired_matches_scipy_ttest_rel():
+    a, b = _A[:4], _B
+    result = _stats.paired(a, b)
+    expected = stats.ttest_rel(a, b)
+    np.testing.assert_allclose(result.t, expected.statistic, rtol=1e-12)
+    np.testing.assert_allclose(result.p, expected.pvalue, rtol=1e-12)
+    assert result.df == 3
+
+
+def test_paired_tost_matches_hand_computation():
+    a, b, margin = _A[:4], _B, 0.002
+    d = np.subtract(a, b)
+    se = d.std(ddof=1) / np.sqrt(d.size)
+    expected = max(stats.t.sf((d.mean() + margin) / se, d.size - 1),
+                   stats.t.cdf((d.mean() - margin) / se, d.size - 1))
+    assert _stats.paired_tost(a, b, margin) == pytest.approx(expected,
+                                                             rel=1e-12)
+
+
+def test_pairing_shows_equivalence_that_the_seed_spread_hides():
+    # Large spread between seeds, tiny and steady differences within seeds.
+    base = np.array([0.70, 0.74, 0.72, 0.76, 0.71])
+    a, b = base + 0.0001, base - 0.0001 * np.array([1, 2, 1, 2, 1])
+    assert _stats.tost(a, b, 0.005) > 0.05
+    assert _stats.paired_tost(a, b, 0.005) < 1e-6
+
+
+def test_paired_refuses_unequal_lengths():
+    with pytest.raises(ValueError, match="equal lengths"):
+        _stats.paired([1.0, 2.0], [1.0])
