@@ -649,10 +649,15 @@ def _draw_curves(plt, groups, source, title):
         panel.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
         panel.xaxis.set_tick_params(labelbottom=True)
         panel.grid(alpha=0.3)
-    figure.legend(handles, list(groups), loc="lower center",
-                  ncol=min(len(groups), 5), frameon=False,
-                  title="mean over seeds, band ± 1 std")
-    figure.tight_layout(rect=(0, 0.08, 1, 0.96 if title else 1))
+    # Long labels (variants) go in fewer columns, so the legend stays as wide
+    # as the panels.
+    longest = max(len(label) for label in groups)
+    columns = max(1, min(len(groups), 5, 110 // (longest + 6)))
+    rows = -(-len(groups) // columns)
+    figure.legend(handles, list(groups), loc="lower center", ncol=columns,
+                  frameon=False, title="mean over seeds, band ± 1 std")
+    figure.tight_layout(rect=(0, 0.04 + 0.03 * rows, 1,
+                              0.96 if title else 1))
     if title:
         figure.suptitle(title)
     return figure
