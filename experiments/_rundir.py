@@ -20,12 +20,18 @@ This module needs only the standard library, so that `sweep.py` and `plot.py`
 can read run folders without importing TensorFlow.
 """
 
+import contextlib
 import datetime
 import json
 import math
 import os
 import socket
 import tempfile
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; runs are not guarded.
+    fcntl = None
 
 FLAGS_FILE = "flags.cfg"
 CONFIG_FILE = "config.json"
@@ -34,6 +40,7 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 TENSORBOARD_DIR = "tensorboard"
 BACKUP_DIR = "backup"
+LOCK_FILE = ".lock"
 
 # Permissions of the files we write: mkstemp's 0600, widened as open() would.
 _UMASK = os.umask(0)
@@ -82,6 +89,10 @@ def write_bytes(path, data):
         raise
 
 
+class UserError(RuntimeError):
+    """A problem with the user's input or files, reported as one line."""
+
+
 def _jsonable(value):
     """Maps NaN/inf to None (JSON has no such numbers) and NumPy to Python."""
     if isinstance(value, dict):
@@ -106,12 +117,21 @@ def write_jsonl(path, rows):
 
 
 def read_json(path, default=None):
-    """Returns the parsed file, or `default` if it does not exist."""
+    """Returns the parsed file, or `default` if it does not exist.
+
+    Raises:
+        ValueError: if the file is not JSON (the message names it).
+    """
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError:
         return default
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"{path} is not valid JSON ({error}); this tool writes it "
+            "atomically, so something else changed it: restore or delete "
+            "that file") from None
 
 
 def read_jsonl(path):
@@ -146,6 +166,127 @@ def read_status(run_dir):
     return None if record is None else record.get("status")
 
 
+@contextlib.contextmanager
+def locked(run_dir):
+    """Holds an exclusive lock on `run_dir` (created if needed) for the block.
+
+    The lock is `fcntl.flock` on `<run_dir>/.lock`: the operating system
+    drops it when the process ends, however it ends, so a killed trainer
+    never leaves a stale lock.
+
+    Raises:
+        UserError: if another process holds the lock.
+    """
+    os.makedirs(run_dir, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    path = os.path.join(run_dir, LOCK_FILE)
+    with open(path, "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise UserError(
+                f"{run_dir} is in use by {holder}; wait for it to end or "
+                "stop it (one trainer per run folder)") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+# TensorBoard HParams ---------------------------------------------------------
+# TensorBoard's HParams dashboard reads three summaries: the experiment (the
+# hparams and metrics to show; a sweep writes it at its root), and for each
+# run a session start (its hparams) and a session end (its status). Written
+# with tensorboardX, imported only here: reading run folders needs nothing.
+
+
+def _hparams_value(value):
+    return value if isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def write_hparams_experiment(log_dir, hparams, metrics):
+    """Writes the HParams experiment summary (a sweep's root).
+
+    Args:
+        log_dir: str, the folder above the runs' TensorBoard folders.
+        hparams: dict name -> a list of the values taken (or one value).
+        metrics: iterable of TensorBoard scalar tags, e.g.
+            `"epoch_accuracy"`, shown as columns.
+    """
+    from tensorboardX import FileWriter  # pylint: disable=g-import-not-at-top
+    from tensorboardX import summary  # pylint: disable=g-import-not-at-top
+
+    example = {name: _hparams_value(values[0] if isinstance(values, list)
+                                    else values)
+               for name, values in hparams.items()}
+    experiment, _, _ = summary.hparams(
+        example, {tag: 0.0 for tag in metrics})
+    writer = FileWriter(log_dir)
+    writer.add_summary(experiment)
+    writer.close()
+
+
+def write_hparams_session_start(log_dir, hparams, group_name=None):
+    """Writes a run's HParams session start: its hparams (and group name).
+
+    Args:
+        log_dir: str, the run's TensorBoard folder.
+        hparams: dict name -> bool, int, float or str (others as str; None
+            values are left out).
+        group_name: str or None, the name the dashboard groups sessions by
+            (e.g. the run folder's name).
+    """
+    from tensorboardX import FileWriter  # pylint: disable=g-import-not-at-top
+    from tensorboardX import summary  # pylint: disable=g-import-not-at-top
+    from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=all
+
+    hparams = {name: _hparams_value(value) for name, value in hparams.items()
+               if value is not None}
+    _, session_start, _ = summary.hparams(hparams, {})
+    if group_name:
+        value = session_start.value[0]
+        content = plugin_hparams_pb2.HParamsPluginData.FromString(
+            value.metadata.plugin_data.content)
+        content.session_start_info.group_name = group_name
+        value.metadata.plugin_data.content = content.SerializeToString()
+    writer = FileWriter(log_dir)
+    writer.add_summary(session_start)
+    writer.close()
+
+
+def write_hparams_session_end(log_dir, success):
+    """Writes a run's HParams session end: STATUS_SUCCESS or STATUS_FAILURE."""
+    from tensorboardX import FileWriter  # pylint: disable=g-import-not-at-top
+    from tensorboardX import summary  # pylint: disable=g-import-not-at-top
+
+    _, _, session_end = summary.hparams({}, {})
+    if not success:
+        # tensorboardX always writes STATUS_SUCCESS; the end is rebuilt.
+        from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=all
+
+        value = session_end.value[0]
+        content = plugin_hparams_pb2.HParamsPluginData.FromString(
+            value.metadata.plugin_data.content)
+        content.session_end_info.status = plugin_hparams_pb2.Status.Value(
+            "STATUS_FAILURE")
+        value.metadata.plugin_data.content = content.SerializeToString()
+    writer = FileWriter(log_dir)
+    writer.add_summary(session_end)
+    writer.close()
+
+
+# absl's FLAGS.flags_into_string needs the values set in a FlagValues; `run`
+# is called with plain arguments (sweeps in process, tests), hence our own.
 def format_flag(name, value):
     """Returns `--name=value` as absl parses it back (None: no line)."""
     if value is None:
