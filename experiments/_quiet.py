@@ -37,6 +37,9 @@ _NOISE = re.compile("|".join([
 ]))
 
 
+_we_set_level = False  # Whether TF_CPP_MIN_LOG_LEVEL is ours, not the user's.
+
+
 def is_noise(line):
     """Whether `line` is one of TensorFlow's known start-up messages."""
     return _NOISE.search(line) is not None
@@ -49,10 +52,12 @@ def quiet_imports(stream=None):
     Args:
         stream: where the kept lines go; defaults to `sys.stderr`.
     """
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:  # The user chose; touch nothing.
-        yield
+    global _we_set_level
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ and not _we_set_level:
+        yield  # The user chose; touch nothing.
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    _we_set_level = True
     sys.stderr.flush()
     try:
         saved = os.dup(2)

@@ -272,12 +272,13 @@ def write_hparams_session_end(log_dir, success):
     _, _, session_end = summary.hparams({}, {})
     if not success:
         # tensorboardX always writes STATUS_SUCCESS; the end is rebuilt.
+        from tensorboardX.proto import api_pb2  # pylint: disable=all
         from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=all
 
         value = session_end.value[0]
         content = plugin_hparams_pb2.HParamsPluginData.FromString(
             value.metadata.plugin_data.content)
-        content.session_end_info.status = plugin_hparams_pb2.Status.Value(
+        content.session_end_info.status = api_pb2.Status.Value(
             "STATUS_FAILURE")
         value.metadata.plugin_data.content = content.SerializeToString()
     writer = FileWriter(log_dir)

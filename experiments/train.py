@@ -590,7 +590,8 @@ def train(config, *, strategy=None):
                 or data_lib.parse_dataset_spec(config.dataset)[0] == "tfds"):
             import tensorflow  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
     with _keras_state(config, strategy) as strategy:
-        setup = _build(config, strategy)
+        with _quiet.quiet_imports():  # Some layers import TensorFlow late.
+            setup = _build(config, strategy)
         with _rundir.locked(setup.output_dir):
             return _train_in_folder(config, arguments, setup, strategy,
                                     run_dir)
@@ -671,6 +672,14 @@ def _build(config, strategy):
 
     import _distribution  # pylint: disable=g-import-not-at-top
 
+    # The flags' choices repeat the library's lists (see _PROTOCOLS); `run`
+    # takes any string.
+    for flag, value, allowed in (("model", config.model, models.MODEL_NAMES),
+                                 ("protocol", config.protocol,
+                                  protocols.PROTOCOLS)):
+        if value not in allowed:
+            raise ValueError(f"--{flag} must be one of {', '.join(allowed)}, "
+                             f"got {value!r}")
     nesterov = _nesterov(config)
     temperature_over_d = rlr_keras.effective_temperature(
         config.learning_rate, config.batch_size, config.momentum)
@@ -780,7 +789,10 @@ def _train_in_folder(config, arguments, setup, strategy, run_dir):
         _rundir.write_status(output_dir, _rundir.FAILED,
                              error=f"{type(error).__name__}: {error}")
         if chief:
-            _rundir.write_hparams_session_end(log_dir, success=False)
+            try:
+                _rundir.write_hparams_session_end(log_dir, success=False)
+            except Exception:  # pylint: disable=broad-except
+                logging.exception("Could not write the HParams session end.")
         raise
     if chief:
         _rundir.write_hparams_session_end(log_dir, success=True)
@@ -873,6 +885,17 @@ _USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError,
                 PermissionError, _rundir.UserError)
 
 
+def _as_flag_message(error):
+    """One line; a message that starts with a flag's name names the flag."""
+    text = _one_line(error)
+    name = re.match(r"(\w+)(?= must| is |=)", text)
+    if name and name.group(1) in ARGUMENT_NAMES + ("coupled_weight_decay",):
+        flag = {"coupled_weight_decay": "weight_decay"}.get(name.group(1),
+                                                            name.group(1))
+        text = f"--{flag}{text[len(name.group(1)):]}"
+    return text
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -883,7 +906,7 @@ def main(argv):
     try:
         train(config)
     except _USER_ERRORS as error:
-        print(f"train.py: error: {_one_line(error)}", file=sys.stderr)
+        print(f"train.py: error: {_as_flag_message(error)}", file=sys.stderr)
         return 2
     except FloatingPointError as error:
         print(f"train.py: {_one_line(error)}", file=sys.stderr)

@@ -137,22 +137,17 @@ def test_resume_after_sigkill_is_identical(tmp_path):
     script.write_text(textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {_EXPERIMENTS!r})
+        import _callbacks
         import train
 
-        original = train._callback_classes
+        record = _callbacks.MetricsRecorder.on_epoch_end
 
-        def killing_classes():
-            recorder, stopper = original()
+        def record_then_kill(self, epoch, logs=None):
+            record(self, epoch, logs)
+            if epoch == 1:
+                os.kill(os.getpid(), signal.SIGKILL)
 
-            class KillAfterEpoch2(recorder):
-                def on_epoch_end(self, epoch, logs=None):
-                    super().on_epoch_end(epoch, logs)
-                    if epoch == 1:
-                        os.kill(os.getpid(), signal.SIGKILL)
-
-            return KillAfterEpoch2, stopper
-
-        train._callback_classes = killing_classes
+        _callbacks.MetricsRecorder.on_epoch_end = record_then_kill
         train.run(output_dir={resumed!r}, **{arguments!r})
     """))
     completed = subprocess.run([sys.executable, str(script)], cwd=_REPO,
@@ -199,12 +194,14 @@ def test_nan_loss_fails_the_run_with_a_reason(tmp_path):
 
 
 @pytest.mark.parametrize("arguments, message", [
-    (dict(protocol="cyclic"), "--period is required"),
-    (dict(protocol="constant", period=6.0), "--period applies only"),
-    (dict(protocol="random", delta=0.0), "--delta must be in"),
+    (dict(protocol="cyclic"), "period is required"),
+    (dict(protocol="constant", period=6.0), "period must be None"),
+    (dict(protocol="random", delta=0.0), "delta must be in"),
+    (dict(protocol="constant", delta=1.0), "delta must be 0"),
     (dict(batch_size=0), "batch_size"),
     (dict(dataset="idx"), "needs a folder"),
-    (dict(model="resnet"), "model must be one of"),
+    (dict(model="resnet"), "--model must be one of"),
+    (dict(protocol="sometimes"), "--protocol must be one of"),
 ])
 def test_invalid_arguments_fail_before_training(tmp_path, arguments, message):
     output_dir = str(tmp_path / "bad")
@@ -214,11 +211,10 @@ def test_invalid_arguments_fail_before_training(tmp_path, arguments, message):
 
 
 @pytest.mark.parametrize("argv", [
-    ["--protocol=constant", "--period=6"],
-    ["--protocol=cyclic"],
     ["--protocol=sometimes"],
-    ["--delta=1.5"],
+    ["--model=resnet"],
     ["--batch_size=0"],
+    ["--seed=-1"],
 ])
 def test_invalid_flags_are_rejected_at_parse_time(argv):
     try:
@@ -226,6 +222,15 @@ def test_invalid_flags_are_rejected_at_parse_time(argv):
             flags.FLAGS(["train.py", "--output_dir=/nonexistent"] + argv)
     finally:
         flags.FLAGS.unparse_flags()
+
+
+def test_flag_choices_are_the_library_lists():
+    import rlr_keras  # pylint: disable=import-outside-toplevel
+    from rlr_keras import random_factor  # pylint: disable=import-outside-toplevel
+
+    assert tuple(flags.FLAGS["protocol"].enum_values) == rlr_keras.PROTOCOLS
+    assert tuple(flags.FLAGS["model"].enum_values) == rlr_keras.MODEL_NAMES
+    assert train._SEED_MAX == random_factor.SEED_MAX
 
 
 @pytest.mark.parametrize("distribution, backend", [
