@@ -94,9 +94,55 @@ def test_metrics_are_sane(finished_run):
     assert summary["final_test_accuracy"] == rows[-1]["test_accuracy"]
     assert summary["best_test_accuracy"] == max(
         row["test_accuracy"] for row in rows)
+    for row in rows:  # --evaluate_train (default) and LearningRateMonitor.
+        assert row["train_eval_loss"] > 0
+        assert 0.0 <= row["train_eval_accuracy"] <= 1.0
+        assert 0.0 <= row["alpha_mean"] <= 2.0 and row["alpha_std"] > 0
+    assert summary["final_train_eval_accuracy"] == rows[-1][
+        "train_eval_accuracy"]
     np.testing.assert_allclose(
         summary["generalization_gap"],
-        rows[-1]["train_accuracy"] - rows[-1]["test_accuracy"])
+        rows[-1]["train_eval_accuracy"] - rows[-1]["test_accuracy"])
+
+
+def test_hparams_session_has_the_real_status(finished_run):
+    from rlr_keras import _summary  # pylint: disable=import-outside-toplevel
+    from tensorboardX.proto import api_pb2  # pylint: disable=import-outside-toplevel
+    from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=all
+    from tensorboard.backend.event_processing import event_file_loader  # pylint: disable=all
+    import glob  # pylint: disable=import-outside-toplevel
+
+    del _summary
+    output_dir, _ = finished_run
+    contents = {}
+    for path in glob.glob(os.path.join(output_dir, "tensorboard",
+                                       "events.out.tfevents*")):
+        for event in event_file_loader.EventFileLoader(path).Load():
+            for value in event.summary.value:
+                contents[value.tag] = plugin_hparams_pb2.HParamsPluginData(
+                    ).FromString(value.metadata.plugin_data.content)
+    start = contents["_hparams_/session_start_info"].session_start_info
+    assert start.hparams["protocol"].string_value == "random"
+    assert start.hparams["learning_rate"].number_value == 0.05
+    assert start.group_name == "random"
+    end = contents["_hparams_/session_end_info"].session_end_info
+    assert end.status == api_pb2.Status.Value("STATUS_SUCCESS")
+
+
+def test_failed_run_ends_its_hparams_session_with_failure(tmp_path):
+    from tensorboardX.proto import api_pb2  # pylint: disable=import-outside-toplevel
+    from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=all
+
+    log_dir = str(tmp_path)
+    _rundir.write_hparams_session_end(log_dir, success=False)
+    from tensorboard.backend.event_processing import event_file_loader  # pylint: disable=all
+    (path,) = [os.path.join(log_dir, name) for name in os.listdir(log_dir)]
+    (event,) = [e for e in event_file_loader.EventFileLoader(path).Load()
+                if e.summary.value]
+    content = plugin_hparams_pb2.HParamsPluginData.FromString(
+        event.summary.value[0].metadata.plugin_data.content)
+    assert content.session_end_info.status == api_pb2.Status.Value(
+        "STATUS_FAILURE")
 
 
 def test_flags_file_replays_the_run(finished_run):
@@ -228,8 +274,8 @@ def test_flag_choices_are_the_library_lists():
     import rlr_keras  # pylint: disable=import-outside-toplevel
     from rlr_keras import random_factor  # pylint: disable=import-outside-toplevel
 
-    assert tuple(flags.FLAGS["protocol"].enum_values) == rlr_keras.PROTOCOLS
-    assert tuple(flags.FLAGS["model"].enum_values) == rlr_keras.MODEL_NAMES
+    assert tuple(flags.FLAGS["protocol"].parser.enum_values) == rlr_keras.PROTOCOLS
+    assert tuple(flags.FLAGS["model"].parser.enum_values) == rlr_keras.MODEL_NAMES
     assert train._SEED_MAX == random_factor.SEED_MAX
 
 
@@ -284,3 +330,71 @@ def test_train_py_runs_on_jax_without_tensorflow(tmp_path):
     config = _rundir.read_json(os.path.join(output_dir, "config.json"))
     assert config["versions"]["backend"] == "jax"
     assert "tensorflow" not in config["versions"]
+
+
+# BackupAndRestore's files -------------------------------------------------
+
+
+@pytest.fixture
+def keras_backup(tmp_path):
+    """A BackupAndRestore folder after 2 epochs of 4 steps; returns it."""
+    from rlr_keras import RandomLRSGD  # pylint: disable=import-outside-toplevel
+
+    backup_dir = str(tmp_path / "backup")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer=RandomLRSGD(0.01, momentum=0.9, seed=0),
+                  loss="mse")
+    model.fit(np.ones((8, 3)), np.ones((8, 2)), batch_size=2, epochs=2,
+              verbose=0, callbacks=[keras.callbacks.BackupAndRestore(
+                  backup_dir, double_checkpoint=True,
+                  delete_checkpoint=False)])
+    return backup_dir
+
+
+def test_keras_backup_files_are_where_train_py_looks(keras_backup):
+    # Fails if Keras renames BackupAndRestore's private files or moves the
+    # step counter in its weights files: train._backup_files then needs
+    # updating.
+    (weights, metadata), (old_weights, old_metadata) = train._backup_files(
+        keras_backup)
+    assert sorted(os.listdir(keras_backup)) == sorted(
+        os.path.basename(path)
+        for path in (weights, metadata, old_weights, old_metadata))
+    assert _rundir.read_json(metadata)["epoch"] == 2
+    assert _rundir.read_json(old_metadata)["epoch"] == 1
+    assert train._saved_iterations(weights) == 8
+    assert train._saved_iterations(old_weights) == 4
+    assert train._resume_epoch(keras_backup, steps_per_epoch=4) == 2
+
+
+def test_torn_backup_weights_fall_back_to_the_previous_pair(keras_backup):
+    (weights, metadata), (old_weights, _) = train._backup_files(keras_backup)
+    with open(weights, "r+b") as f:
+        f.truncate(100)
+    assert train._resume_epoch(keras_backup, steps_per_epoch=4) == 1
+    assert _rundir.read_json(metadata)["epoch"] == 1
+    assert train._saved_iterations(weights) == 4
+    with open(weights, "rb") as f, open(old_weights, "rb") as g:
+        assert f.read() == g.read()
+
+
+def test_weights_newer_than_metadata_fall_back(keras_backup):
+    # A kill between Keras' weights write and its metadata write.
+    (_, metadata), _ = train._backup_files(keras_backup)
+    _rundir.write_json(metadata, {"epoch": 1, "batch": 0})
+    assert train._resume_epoch(keras_backup, steps_per_epoch=4) == 1
+
+
+def test_torn_metadata_falls_back(keras_backup):
+    (_, metadata), _ = train._backup_files(keras_backup)
+    with open(metadata, "w") as f:
+        f.write('{"epo')
+    assert train._resume_epoch(keras_backup, steps_per_epoch=4) == 1
+
+
+def test_unusable_backup_starts_over(keras_backup):
+    for weights, _ in train._backup_files(keras_backup):
+        with open(weights, "r+b") as f:
+            f.truncate(10)
+    assert train._resume_epoch(keras_backup, steps_per_epoch=4) == 0
+    assert not os.path.exists(keras_backup)
