@@ -105,6 +105,19 @@ def test_metrics_are_sane(finished_run):
         rows[-1]["train_eval_accuracy"] - rows[-1]["test_accuracy"])
 
 
+def test_evaluating_the_training_set_changes_no_training_result(tmp_path):
+    rows = {}
+    for evaluate_train in (False, True):
+        output_dir = str(tmp_path / str(evaluate_train))
+        train.run(output_dir=output_dir, evaluate_train=evaluate_train,
+                  **_TINY)
+        rows[evaluate_train] = _without_wall_time(
+            _rundir.read_jsonl(os.path.join(output_dir, "metrics.jsonl")))
+    for row in rows[True]:
+        del row["train_eval_loss"], row["train_eval_accuracy"]
+    assert rows[True] == rows[False]
+
+
 def test_hparams_session_has_the_real_status(finished_run):
     from rlr_keras import _summary  # pylint: disable=import-outside-toplevel
     from tensorboardX.proto import api_pb2  # pylint: disable=import-outside-toplevel
