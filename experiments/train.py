@@ -243,6 +243,7 @@ ARGUMENT_NAMES = tuple(field.name for field in dataclasses.fields(Config))
 _NOT_IDENTIFYING = frozenset({"verbose", "alpha_log_steps", "distribution"})
 
 _WEIGHTS_FILE = "model.weights.h5"
+_TRAIN_EVAL_BATCH = 1024  # About; see _fit_arguments.
 
 # A quick reachability test before TFDS, which otherwise retries for minutes
 # without network.
@@ -588,7 +589,7 @@ def train(config, *, strategy=None):
         from rlr_keras import data as data_lib  # pylint: disable=all
         if (keras.backend.backend() == "tensorflow"
                 or data_lib.parse_dataset_spec(config.dataset)[0] == "tfds"):
-            import tensorflow  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
+            import tensorflow  # noqa: F401  # pylint: disable=all
     with _keras_state(config, strategy) as strategy:
         with _quiet.quiet_imports():  # Some layers import TensorFlow late.
             setup = _build(config, strategy)
@@ -824,16 +825,19 @@ def _fit_arguments(config, setup, strategy, initial_epoch, backup_dir,
         initial_epoch=min(initial_epoch, config.epochs - 1),
         pad_to_multiple=setup.pad_to_multiple)
 
-    def evaluation(images, labels):
+    def evaluation(images, labels, batch_size):
         pipeline = data_lib.eval_pipeline(
-            images, labels, batch_size=config.batch_size,
+            images, labels, batch_size=batch_size,
             pad_to_multiple=setup.pad_to_multiple)
         steps = len(pipeline)
         if setup.tf_strategy:
             pipeline = _distribution.distribute_dataset(pipeline, strategy)
         return pipeline, steps
 
-    test_data, _ = evaluation(data.test_images, data.test_labels)
+    # The test split in batches of C: a larger batch would change the test
+    # loss in its last bits, and so the results of earlier runs.
+    test_data, _ = evaluation(data.test_images, data.test_labels,
+                              config.batch_size)
     if setup.tf_strategy:
         train_data = _distribution.distribute_dataset(train_data, strategy)
 
@@ -844,8 +848,12 @@ def _fit_arguments(config, setup, strategy, initial_epoch, backup_dir,
     callbacks.append(rlr_keras.LearningRateMonitor(
         log_dir, update_freq=config.alpha_log_steps))
     if config.evaluate_train:
-        callbacks.append(_callbacks.TrainEvaluation(
-            *evaluation(data.train_images, data.train_labels)))
+        # A new measurement, so free to take larger batches (faster): a
+        # multiple of C, which divides among the replicas as C does.
+        batch_size = config.batch_size * max(
+            1, _TRAIN_EVAL_BATCH // config.batch_size)
+        callbacks.append(_callbacks.TrainEvaluation(*evaluation(
+            data.train_images, data.train_labels, batch_size)))
     if config.temperature_probe:
         probe_x, probe_y = data_lib.probe_subset(
             data.train_images, data.train_labels, config.temperature_probe,

@@ -1,5 +1,6 @@
 """Tests for experiments/train.py on every backend: run folder, SIGKILL, NaN."""
 
+import glob
 import json
 import os
 import subprocess
@@ -10,7 +11,12 @@ import h5py
 import keras
 import numpy as np
 import pytest
+import rlr_keras
 from absl import flags
+from rlr_keras import random_factor
+from tensorboard.backend.event_processing import event_file_loader
+from tensorboardX.proto import api_pb2
+from tensorboardX.proto import plugin_hparams_pb2
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _EXPERIMENTS = os.path.join(_REPO, "experiments")
@@ -119,13 +125,6 @@ def test_evaluating_the_training_set_changes_no_training_result(tmp_path):
 
 
 def test_hparams_session_has_the_real_status(finished_run):
-    from rlr_keras import _summary  # pylint: disable=import-outside-toplevel
-    from tensorboardX.proto import api_pb2  # pylint: disable=import-outside-toplevel
-    from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=all
-    from tensorboard.backend.event_processing import event_file_loader  # pylint: disable=all
-    import glob  # pylint: disable=import-outside-toplevel
-
-    del _summary
     output_dir, _ = finished_run
     contents = {}
     for path in glob.glob(os.path.join(output_dir, "tensorboard",
@@ -143,12 +142,8 @@ def test_hparams_session_has_the_real_status(finished_run):
 
 
 def test_failed_run_ends_its_hparams_session_with_failure(tmp_path):
-    from tensorboardX.proto import api_pb2  # pylint: disable=import-outside-toplevel
-    from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=all
-
     log_dir = str(tmp_path)
     _rundir.write_hparams_session_end(log_dir, success=False)
-    from tensorboard.backend.event_processing import event_file_loader  # pylint: disable=all
     (path,) = [os.path.join(log_dir, name) for name in os.listdir(log_dir)]
     (event,) = [e for e in event_file_loader.EventFileLoader(path).Load()
                 if e.summary.value]
@@ -284,11 +279,11 @@ def test_invalid_flags_are_rejected_at_parse_time(argv):
 
 
 def test_flag_choices_are_the_library_lists():
-    import rlr_keras  # pylint: disable=import-outside-toplevel
-    from rlr_keras import random_factor  # pylint: disable=import-outside-toplevel
+    def choices(name):
+        return tuple(flags.FLAGS[name].parser.enum_values)
 
-    assert tuple(flags.FLAGS["protocol"].parser.enum_values) == rlr_keras.PROTOCOLS
-    assert tuple(flags.FLAGS["model"].parser.enum_values) == rlr_keras.MODEL_NAMES
+    assert choices("protocol") == rlr_keras.PROTOCOLS
+    assert choices("model") == rlr_keras.MODEL_NAMES
     assert train._SEED_MAX == random_factor.SEED_MAX
 
 
