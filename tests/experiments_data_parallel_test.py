@@ -14,6 +14,7 @@ import pytest
 _TESTS = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(_TESTS), "experiments"))
 
+import _callbacks  # noqa: E402
 import _distribution  # noqa: E402
 import _rundir  # noqa: E402
 import train  # noqa: E402
@@ -49,26 +50,22 @@ class _AlphaRecorder(keras.callbacks.Callback):
 def runs(tmp_path_factory, monkeypatch_module):
     root = tmp_path_factory.mktemp("data_parallel")
     recorded = {}
-    classes = train._callback_classes
+    original = _callbacks.MetricsRecorder
 
     for distribution in ("none", "data_parallel"):
         recorder = _AlphaRecorder()
         recorded[distribution] = recorder
 
-        def with_recorder(recorder=recorder):
-            metrics_recorder, stopper = classes()
+        class Recording(original):
+            def set_model(self, model, recorder=recorder):
+                super().set_model(model)
+                recorder.set_model(model)
 
-            class Recording(metrics_recorder):
-                def set_model(self, model):
-                    super().set_model(model)
-                    recorder.set_model(model)
+            def on_train_batch_begin(self, batch, logs=None,
+                                     recorder=recorder):
+                recorder.on_train_batch_begin(batch, logs)
 
-                def on_train_batch_begin(self, batch, logs=None):
-                    recorder.on_train_batch_begin(batch, logs)
-
-            return Recording, stopper
-
-        monkeypatch_module.setattr(train, "_callback_classes", with_recorder)
+        monkeypatch_module.setattr(_callbacks, "MetricsRecorder", Recording)
         train.run(output_dir=str(root / distribution),
                   distribution=distribution, **_ARGUMENTS)
     return root, {name: r.alphas for name, r in recorded.items()}
