@@ -220,17 +220,28 @@ def write_hparams_experiment(log_dir, hparams, metrics):
     Args:
         log_dir: str, the folder above the runs' TensorBoard folders.
         hparams: dict name -> a list of the values taken (or one value).
-        metrics: iterable of TensorBoard scalar tags, e.g.
-            `"epoch_accuracy"`, shown as columns.
+        metrics: iterable of scalar tags shown as columns, each a tag or a
+            pair (group, tag), the group being the session's subfolder that
+            holds it: for train.py's runs `("validation", "epoch_accuracy")`
+            (test) and `("train", "epoch_train_eval_accuracy")`.
     """
     from tensorboardX import FileWriter  # pylint: disable=g-import-not-at-top
     from tensorboardX import summary  # pylint: disable=g-import-not-at-top
+    from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=all
 
     example = {name: _hparams_value(values[0] if isinstance(values, list)
                                     else values)
                for name, values in hparams.items()}
+    metrics = [("", metric) if isinstance(metric, str) else tuple(metric)
+               for metric in metrics]
     experiment, _, _ = summary.hparams(
-        example, {tag: 0.0 for tag in metrics})
+        example, {tag: 0.0 for _, tag in metrics})
+    value = experiment.value[0]
+    content = plugin_hparams_pb2.HParamsPluginData.FromString(
+        value.metadata.plugin_data.content)
+    for info, (group, _) in zip(content.experiment.metric_infos, metrics):
+        info.name.group = group
+    value.metadata.plugin_data.content = content.SerializeToString()
     writer = FileWriter(log_dir)
     writer.add_summary(experiment)
     writer.close()

@@ -406,3 +406,21 @@ def test_unusable_backup_starts_over(keras_backup):
             f.truncate(10)
     assert train._resume_epoch(keras_backup, steps_per_epoch=4) == 0
     assert not os.path.exists(keras_backup)
+
+
+def test_hparams_experiment_lists_the_hparams_and_metrics(tmp_path):
+    # The sweep root's summary; runs write their own sessions.
+    _rundir.write_hparams_experiment(
+        str(tmp_path), {"protocol": ["constant", "random"],
+                        "learning_rate": [0.05]},
+        [("validation", "epoch_accuracy"), "epoch_train_eval_accuracy"])
+    (path,) = glob.glob(str(tmp_path / "events.out.tfevents*"))
+    (event,) = [e for e in event_file_loader.EventFileLoader(path).Load()
+                if e.summary.value]
+    experiment = plugin_hparams_pb2.HParamsPluginData.FromString(
+        event.summary.value[0].metadata.plugin_data.content).experiment
+    assert [info.name for info in experiment.hparam_infos] == [
+        "protocol", "learning_rate"]
+    assert [(info.name.group, info.name.tag)
+            for info in experiment.metric_infos] == [
+        ("validation", "epoch_accuracy"), ("", "epoch_train_eval_accuracy")]
