@@ -568,41 +568,51 @@ def run(*, strategy=None, **arguments):
 
 
 def train(config, *, strategy=None):
-    """Trains `config` (a `Config`); see `run`."""
-    run_dir = _validate(config)
+    """Trains `config` (a `Config`); see `run`.
+
+    The steps: validate what needs no framework; return at once if the run
+    is done; build data, model and protocol (the library validates the
+    rest), all before the folder is touched; then, holding the folder's
+    lock, claim it, train and summarize.
+    """
+    config = _validate(config)
     arguments = dataclasses.asdict(config)
-    arguments["output_dir"] = run_dir
-    if config.vgg_weights is None:
-        arguments["vgg_weights"] = ("imagenet" if config.model == "vgg16"
-                                    else "none")
-    config = Config(**arguments)
+    _check_same_arguments(config.output_dir, arguments)
+    if _rundir.read_status(config.output_dir) == _rundir.DONE:
+        logging.info("%s is done already; not training again.",
+                     config.output_dir)
+        return _rundir.read_json(os.path.join(config.output_dir,
+                                              _rundir.SUMMARY_FILE))
+    _import_frameworks(config)
+    with _keras_state(config, strategy) as strategy:
+        with _quiet.quiet_imports():  # Some layers import TensorFlow late.
+            setup = _build(config, strategy)
+        with _rundir.locked(setup.output_dir):
+            return _train_in_folder(config, arguments, setup, strategy)
 
-    if _rundir.read_status(run_dir) == _rundir.DONE:
-        _check_same_arguments(run_dir, arguments)
-        logging.info("%s is done already; not training again.", run_dir)
-        return _rundir.read_json(os.path.join(run_dir, _rundir.SUMMARY_FILE))
-    _check_same_arguments(run_dir, arguments)
 
-    with _quiet.quiet_imports():  # Keras, and TensorFlow if it is used.
+def _import_frameworks(config):
+    """Imports Keras (and TensorFlow, if used) without start-up noise."""
+    with _quiet.quiet_imports():
         import keras  # pylint: disable=g-import-not-at-top
 
         from rlr_keras import data as data_lib  # pylint: disable=all
         if (keras.backend.backend() == "tensorflow"
                 or data_lib.parse_dataset_spec(config.dataset)[0] == "tfds"):
             import tensorflow  # noqa: F401  # pylint: disable=all
-    with _keras_state(config, strategy) as strategy:
-        with _quiet.quiet_imports():  # Some layers import TensorFlow late.
-            setup = _build(config, strategy)
-        with _rundir.locked(setup.output_dir):
-            return _train_in_folder(config, arguments, setup, strategy,
-                                    run_dir)
 
 
 def _validate(config):
-    """The script's checks that need no Keras; returns the run folder."""
+    """The script's checks that need no framework; returns the resolved
+    config (the run folder as a str, the default --vgg_weights)."""
     _check_output_dir(config.output_dir)
     _parse_image_size(config.image_size)
-    return os.fspath(config.output_dir)
+    vgg_weights = config.vgg_weights
+    if vgg_weights is None:
+        vgg_weights = "imagenet" if config.model == "vgg16" else "none"
+    return dataclasses.replace(config,
+                               output_dir=os.fspath(config.output_dir),
+                               vgg_weights=vgg_weights)
 
 
 @contextlib.contextmanager
@@ -748,13 +758,13 @@ def _build(config, strategy):
         temperature_over_d=temperature_over_d)
 
 
-def _train_in_folder(config, arguments, setup, strategy, run_dir):
+def _train_in_folder(config, arguments, setup, strategy):
     """Claims the run folder (locked), trains, and writes the summary."""
     import keras  # pylint: disable=g-import-not-at-top
 
     import _distribution  # pylint: disable=g-import-not-at-top
 
-    output_dir = setup.output_dir
+    run_dir, output_dir = config.output_dir, setup.output_dir
     _check_same_arguments(output_dir, arguments)  # Now under the lock.
     _write_run_description(output_dir, arguments,
                            setup.optimizer.get_config())
