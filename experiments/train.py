@@ -698,12 +698,18 @@ def _build(config, strategy):
     if kind == "tfds":
         _check_tfds_name(name, data_lib)
         _check_tfds_reachable(name, config.data_dir)
-    # Cheap, before the data: the protocol's own checks.
-    protocol_arguments = dict(
-        learning_rate=config.learning_rate, delta=config.delta,
-        period=config.period, momentum=config.momentum, nesterov=nesterov,
-        coupled_weight_decay=config.weight_decay, seed=config.seed)
-    protocols.build(config.protocol, **protocol_arguments)
+    tf_strategy = (strategy is not None
+                   and config.distribution != "data_parallel")
+
+    def scope():
+        return strategy.scope() if tf_strategy else contextlib.nullcontext()
+
+    with scope():  # Before the data: the protocol's checks are instant.
+        optimizer, protocol_callbacks = protocols.build(
+            config.protocol, learning_rate=config.learning_rate,
+            delta=config.delta, period=config.period,
+            momentum=config.momentum, nesterov=nesterov,
+            coupled_weight_decay=config.weight_decay, seed=config.seed)
 
     try:
         data = data_lib.load_dataset(
@@ -715,8 +721,6 @@ def _build(config, strategy):
     _check_data_sizes(config, data.num_train, steps)
 
     replicas = _distribution.num_replicas(strategy)
-    tf_strategy = (strategy is not None
-                   and config.distribution != "data_parallel")
     # Under data_parallel a partial batch is padded to split evenly among the
     # devices (padding of weight 0, see the loss below).
     pad_to_multiple = (replicas if config.distribution == "data_parallel"
@@ -724,8 +728,7 @@ def _build(config, strategy):
     # Every random stream below is also seeded explicitly from `seed`; the
     # global seed covers anything that is not.
     keras.utils.set_random_seed(config.seed)
-    scope = strategy.scope() if tf_strategy else contextlib.nullcontext()
-    with scope:
+    with scope():
         try:
             network = models.build_model(
                 config.model, data.input_shape, data.num_classes,
@@ -737,8 +740,6 @@ def _build(config, strategy):
                 raise ValueError(f"{error} (train.py: --image_size=H,W)"
                                  ) from error
             raise
-        optimizer, protocol_callbacks = protocols.build(
-            config.protocol, **protocol_arguments)
         network.compile(
             optimizer=optimizer,
             loss=keras.losses.SparseCategoricalCrossentropy(
