@@ -761,8 +761,6 @@ def _build(config, strategy):
 
 def _train_in_folder(config, arguments, setup, strategy):
     """Claims the run folder (locked), trains, and writes the summary."""
-    import keras  # pylint: disable=g-import-not-at-top
-
     import _distribution  # pylint: disable=g-import-not-at-top
 
     run_dir, output_dir = config.output_dir, setup.output_dir
@@ -808,7 +806,6 @@ def _train_in_folder(config, arguments, setup, strategy):
         raise
     if chief:
         _rundir.write_hparams_session_end(log_dir, success=True)
-    del keras
     shutil.rmtree(backup_dir, ignore_errors=True)
     _distribution.remove_write_dir(run_dir, strategy)
     logging.info("Done: final test accuracy %.4f (best %.4f), %s",
