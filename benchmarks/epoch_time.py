@@ -104,7 +104,8 @@ def time_train_py(dataset, work_dir, round_index):
         f"--model={_MODEL.value}", f"--dataset={dataset}",
         "--protocol=random", f"--learning_rate={_LEARNING_RATE.value}",
         f"--batch_size={_BATCH_SIZE.value}", f"--epochs={_EPOCHS.value}",
-        "--jit_compile=true", "--verbose=0", f"--output_dir={output_dir}"]
+        "--jit_compile=true", "--verbose=0", "--noevaluate_train",
+        f"--output_dir={output_dir}"]
     subprocess.run(command, check=True, env=dict(os.environ))
     with open(os.path.join(output_dir, "metrics.jsonl")) as f:
         walls = [json.loads(line)["wall_time_s"] for line in f if line.strip()]

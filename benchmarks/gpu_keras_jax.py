@@ -156,7 +156,8 @@ def main():
                 output_dir=output_dir, model=args.model,
                 dataset=args.dataset, vgg_weights="none", protocol=protocol,
                 period=period, learning_rate=args.learning_rate,
-                delta=args.delta, momentum=args.momentum,
+                delta=args.delta if protocol == "random" else None,
+                momentum=args.momentum,
                 nesterov=args.momentum > 0, weight_decay=args.weight_decay,
                 batch_size=args.batch_size, epochs=args.epochs, seed=seed,
                 jit_compile=True, verbose=0)

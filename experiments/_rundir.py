@@ -20,12 +20,19 @@ This module needs only the standard library, so that `sweep.py` and `plot.py`
 can read run folders without importing TensorFlow.
 """
 
+import contextlib
 import datetime
+import itertools
 import json
 import math
 import os
 import socket
 import tempfile
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; runs are not guarded.
+    fcntl = None
 
 FLAGS_FILE = "flags.cfg"
 CONFIG_FILE = "config.json"
@@ -34,6 +41,7 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 TENSORBOARD_DIR = "tensorboard"
 BACKUP_DIR = "backup"
+LOCK_FILE = ".lock"
 
 # Permissions of the files we write: mkstemp's 0600, widened as open() would.
 _UMASK = os.umask(0)
@@ -82,6 +90,10 @@ def write_bytes(path, data):
         raise
 
 
+class UserError(RuntimeError):
+    """A problem with the user's input or files, reported as one line."""
+
+
 def _jsonable(value):
     """Maps NaN/inf to None (JSON has no such numbers) and NumPy to Python."""
     if isinstance(value, dict):
@@ -106,12 +118,21 @@ def write_jsonl(path, rows):
 
 
 def read_json(path, default=None):
-    """Returns the parsed file, or `default` if it does not exist."""
+    """Returns the parsed file, or `default` if it does not exist.
+
+    Raises:
+        ValueError: if the file is not JSON (the message names it).
+    """
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except FileNotFoundError:
         return default
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"{path} is not valid JSON ({error}); this tool writes it "
+            "atomically, so something else changed it: restore or delete "
+            "that file") from None
 
 
 def read_jsonl(path):
@@ -146,6 +167,187 @@ def read_status(run_dir):
     return None if record is None else record.get("status")
 
 
+@contextlib.contextmanager
+def locked(run_dir):
+    """Holds an exclusive lock on `run_dir` (created if needed) for the block.
+
+    The lock is `fcntl.flock` on `<run_dir>/.lock`: the operating system
+    drops it when the process ends, however it ends, so a killed trainer
+    never leaves a stale lock.
+
+    Raises:
+        UserError: if another process holds the lock.
+    """
+    os.makedirs(run_dir, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    path = os.path.join(run_dir, LOCK_FILE)
+    with open(path, "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise UserError(
+                f"{run_dir} is in use by {holder}; wait for it to end or "
+                "stop it (one trainer per run folder)") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+# TensorBoard HParams ---------------------------------------------------------
+# TensorBoard's HParams dashboard reads three summaries: the experiment (the
+# hparams and metrics to show; a sweep writes it at its root), and for each
+# run a session start (its hparams) and a session end (its status). Written
+# with tensorboardX, imported only here: reading run folders needs nothing.
+
+
+# Writers opened within one second in one folder would share tensorboardX's
+# file name (time stamp and host) and overwrite each other.
+_FILE_NUMBERS = itertools.count()
+
+
+def _file_writer(log_dir):
+    from tensorboardX import FileWriter  # pylint: disable=g-import-not-at-top
+
+    return FileWriter(
+        log_dir, filename_suffix=f".{os.getpid()}.{next(_FILE_NUMBERS)}")
+
+
+def _hparams_value(value):
+    return value if isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def write_hparams_experiment(log_dir, domains, metrics):
+    """Writes the HParams experiment summary (a sweep's root).
+
+    The experiment summary of TensorBoard's HParams plugin (what
+    `tensorboard.plugins.hparams.api.hparams_config` writes): each
+    hyperparameter with its discrete domain, and the metrics to show as
+    columns. An earlier experiment summary in `log_dir` is replaced.
+
+    Args:
+        log_dir: str, the folder above the runs' TensorBoard folders.
+        domains: dict name -> list of the values taken (bool, number or
+            str; others as str).
+        metrics: iterable of (group, tag) or (group, tag, description): the
+            scalar tags shown as columns, the group being the run's
+            TensorBoard subfolder that holds them, e.g.
+            `("validation", "epoch_accuracy")` (test accuracy) or
+            `("", "summary/best_test_accuracy")`.
+    """
+    # pylint: disable=g-import-not-at-top
+    from tensorboardX.proto import api_pb2
+    from tensorboardX.proto import plugin_hparams_pb2
+    from tensorboardX.proto.summary_pb2 import Summary
+    from tensorboardX.proto.summary_pb2 import SummaryMetadata
+    # pylint: enable=g-import-not-at-top
+
+    hparam_infos = []
+    for name, values in domains.items():
+        values = [_hparams_value(v) for v in values]
+        info = api_pb2.HParamInfo(name=name)
+        if all(isinstance(v, bool) for v in values):
+            info.type = api_pb2.DATA_TYPE_BOOL
+            info.domain_discrete.extend(values)
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                 for v in values):
+            info.type = api_pb2.DATA_TYPE_FLOAT64
+            info.domain_discrete.extend(float(v) for v in values)
+        else:
+            info.type = api_pb2.DATA_TYPE_STRING
+            info.domain_discrete.extend(str(v) for v in values)
+        hparam_infos.append(info)
+    metric_infos = []
+    for metric in metrics:
+        group, tag, *description = metric
+        metric_infos.append(api_pb2.MetricInfo(
+            name=api_pb2.MetricName(group=group, tag=tag),
+            description=description[0] if description else ""))
+    content = plugin_hparams_pb2.HParamsPluginData(
+        version=0, experiment=api_pb2.Experiment(
+            hparam_infos=hparam_infos, metric_infos=metric_infos))
+    metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(
+        plugin_name="hparams", content=content.SerializeToString()))
+    os.makedirs(log_dir, exist_ok=True)
+    for entry in os.listdir(log_dir):
+        if entry.startswith("events.out.tfevents"):
+            os.remove(os.path.join(log_dir, entry))
+    writer = _file_writer(log_dir)
+    writer.add_summary(Summary(value=[Summary.Value(
+        tag="_hparams_/experiment", metadata=metadata)]))
+    writer.close()
+
+
+def write_scalars(log_dir, values, step=0):
+    """Writes scalars {tag: float} at `step` into `log_dir` (tensorboardX)."""
+    from tensorboardX import summary  # pylint: disable=g-import-not-at-top
+
+    writer = _file_writer(log_dir)
+    for tag, value in values.items():
+        writer.add_summary(summary.scalar(tag, float(value)), step)
+    writer.close()
+
+
+def write_hparams_session_start(log_dir, hparams, group_name=None):
+    """Writes a run's HParams session start: its hparams (and group name).
+
+    Args:
+        log_dir: str, the run's TensorBoard folder.
+        hparams: dict name -> bool, int, float or str (others as str; None
+            values are left out).
+        group_name: str or None, the name the dashboard groups sessions by
+            (e.g. the run folder's name).
+    """
+    from tensorboardX import summary  # pylint: disable=g-import-not-at-top
+    from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=all
+
+    hparams = {name: _hparams_value(value) for name, value in hparams.items()
+               if value is not None}
+    _, session_start, _ = summary.hparams(hparams, {})
+    if group_name:
+        value = session_start.value[0]
+        content = plugin_hparams_pb2.HParamsPluginData.FromString(
+            value.metadata.plugin_data.content)
+        content.session_start_info.group_name = group_name
+        value.metadata.plugin_data.content = content.SerializeToString()
+    writer = _file_writer(log_dir)
+    writer.add_summary(session_start)
+    writer.close()
+
+
+def write_hparams_session_end(log_dir, success):
+    """Writes a run's HParams session end: STATUS_SUCCESS or STATUS_FAILURE."""
+    from tensorboardX import summary  # pylint: disable=g-import-not-at-top
+
+    _, _, session_end = summary.hparams({}, {})
+    if not success:
+        # tensorboardX always writes STATUS_SUCCESS; the end is rebuilt.
+        from tensorboardX.proto import api_pb2  # pylint: disable=all
+        from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=all
+
+        value = session_end.value[0]
+        content = plugin_hparams_pb2.HParamsPluginData.FromString(
+            value.metadata.plugin_data.content)
+        content.session_end_info.status = api_pb2.Status.Value(
+            "STATUS_FAILURE")
+        value.metadata.plugin_data.content = content.SerializeToString()
+    writer = _file_writer(log_dir)
+    writer.add_summary(session_end)
+    writer.close()
+
+
+# absl's FLAGS.flags_into_string needs the values set in a FlagValues; `run`
+# is called with plain arguments (sweeps in process, tests), hence our own.
 def format_flag(name, value):
     """Returns `--name=value` as absl parses it back (None: no line)."""
     if value is None:

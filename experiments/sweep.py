@@ -358,82 +358,6 @@ def _hparams_domains(runs, varying):
             for name, values in domains.items()}
 
 
-def _write_hparams_config(root, domains):
-    """Writes the HParams experiment (hyperparameters, metrics) into `root`.
-
-    The experiment summary of TensorBoard's HParams plugin (what
-    `tensorboard.plugins.hparams.api.hparams_config` writes), through
-    tensorboardX: each hyperparameter that varies with its discrete domain,
-    and the metrics of `HPARAMS_METRICS`. An earlier sweep's experiment in
-    `root` is replaced.
-    """
-    # pylint: disable=g-import-not-at-top
-    from tensorboardX import FileWriter
-    from tensorboardX.proto import api_pb2
-    from tensorboardX.proto import plugin_hparams_pb2
-    from tensorboardX.proto.summary_pb2 import Summary
-    from tensorboardX.proto.summary_pb2 import SummaryMetadata
-    # pylint: enable=g-import-not-at-top
-
-    hparam_infos = []
-    for name, values in domains.items():
-        info = api_pb2.HParamInfo(name=name)
-        if all(isinstance(v, bool) for v in values):
-            info.type = api_pb2.DATA_TYPE_BOOL
-            info.domain_discrete.extend(values)
-        elif all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                 for v in values):
-            info.type = api_pb2.DATA_TYPE_FLOAT64
-            info.domain_discrete.extend(float(v) for v in values)
-        else:
-            info.type = api_pb2.DATA_TYPE_STRING
-            info.domain_discrete.extend(str(v) for v in values)
-        hparam_infos.append(info)
-    metric_infos = [
-        api_pb2.MetricInfo(name=api_pb2.MetricName(group=group, tag=tag),
-                           description=description)
-        for group, tag, description in HPARAMS_METRICS]
-    content = plugin_hparams_pb2.HParamsPluginData(
-        version=0, experiment=api_pb2.Experiment(
-            hparam_infos=hparam_infos, metric_infos=metric_infos))
-    metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(
-        plugin_name="hparams", content=content.SerializeToString()))
-    for entry in os.listdir(root):
-        if entry.startswith("events.out.tfevents"):
-            os.remove(os.path.join(root, entry))
-    writer = FileWriter(root)
-    writer.add_summary(Summary(value=[Summary.Value(
-        tag="_hparams_/experiment", metadata=metadata)]))
-    writer.close()
-
-
-def _write_hparams(run_dir, name, hparams):
-    """Writes the run's HParams summary next to Keras' train/validation.
-
-    The session-start summary of TensorBoard's HParams plugin, with the run
-    name as its group (as `tensorboard.plugins.hparams.api.hparams(hparams,
-    trial_id=name)` writes it), through tensorboardX: no TensorFlow needed.
-    """
-    from tensorboardX import FileWriter  # pylint: disable=g-import-not-at-top
-    from tensorboardX import summary  # pylint: disable=g-import-not-at-top
-    from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=all
-
-    log_dir = os.path.join(run_dir, _rundir.TENSORBOARD_DIR)
-    if os.path.isdir(log_dir) and any(
-            entry.startswith("events.out.tfevents")
-            for entry in os.listdir(log_dir)):
-        return  # Written by an earlier attempt.
-    _, session_start, _ = summary.hparams(hparams, {})
-    value = session_start.value[0]
-    content = plugin_hparams_pb2.HParamsPluginData.FromString(
-        value.metadata.plugin_data.content)
-    content.session_start_info.group_name = name
-    value.metadata.plugin_data.content = content.SerializeToString()
-    writer = FileWriter(log_dir)
-    writer.add_summary(session_start)
-    writer.close()
-
-
 # prctl(2) option: the signal the kernel sends a process when its parent dies.
 _PR_SET_PDEATHSIG = 1
 
@@ -562,7 +486,8 @@ def run(*, root, base_arguments, protocols=("constant", "random", "cyclic"),
         "variants": list(variants), "base_arguments": base_arguments,
         "runs": {name: arguments for name, arguments in runs},
     })
-    _write_hparams_config(root, _hparams_domains(runs, varying))
+    _rundir.write_hparams_experiment(
+        root, _hparams_domains(runs, varying), HPARAMS_METRICS)
     _log_event(root, "sweep_start", total=total, done=len(skipped))
     done, failed = list(skipped), {}
     durations = []
@@ -570,8 +495,6 @@ def run(*, root, base_arguments, protocols=("constant", "random", "cyclic"),
         if name in skipped:
             _log_event(root, "skip", name)
             continue
-        _write_hparams(arguments["output_dir"], name,
-                       _hparams(arguments, varying))
         _log_event(root, "start", name)
         logging.info("[%d/%d] Starting %s", len(done) + len(failed) + 1,
                      total, name)

@@ -12,19 +12,26 @@ flags.cfg         the flags it ran with; replay with --flagfile=flags.cfg
 config.json       the same arguments as JSON, plus versions
 status.json       running -> done, or failed with the error
 metrics.jsonl     one line per completed epoch: epoch (1-based), train_loss,
-                  train_accuracy, test_loss, test_accuracy, learning_rate,
-                  wall_time_s (cumulative), and diffusion/temperature on the
-                  epochs the temperature monitor measured them
+                  train_accuracy (Keras' running means over the epoch),
+                  train_eval_loss, train_eval_accuracy (the end-of-epoch
+                  weights on the whole training set; --evaluate_train),
+                  test_loss, test_accuracy, learning_rate, alpha_mean,
+                  alpha_std, wall_time_s (cumulative), and
+                  diffusion/temperature on the epochs the temperature
+                  monitor measured them
 summary.json      final_test_accuracy, best_test_accuracy,
                   final_train_accuracy, final_train_loss, generalization_gap
-                  (= final train - final test accuracy), wall_time_s,
-                  num_parameters, temperature_over_d (eq. 20 with D = 1),
-                  plus best_epoch, epochs and, if measured, diffusion and
-                  temperature (last measured values)
+                  (= final train - final test accuracy, train measured by
+                  --evaluate_train when on), final_train_eval_accuracy,
+                  wall_time_s, num_parameters, temperature_over_d (eq. 20
+                  with D = 1), plus best_epoch, epochs and, if measured,
+                  diffusion and temperature (last measured values)
 model.weights.h5  the final weights
 tensorboard/      train/ and validation/ events: loss, accuracy, learning
-                  rate, alpha (rlr/...), D and T; `tensorboard --logdir=...`
+                  rate, alpha (rlr/...), D and T, and the HParams session
+                  (its arguments and status); `tensorboard --logdir=...`
 backup/           keras.callbacks.BackupAndRestore; removed once done
+.lock             held while a trainer works in the folder (one at a time)
 ```
 
 Every file is written atomically (temporary name, then rename). Train loss
@@ -42,8 +49,10 @@ with the same command resumes after the last completed epoch; with
 uninterrupted run on CPU, on every backend (the data order of epoch e is a
 function of --seed and e, the random factor of --seed and the step). A run
 whose status is `done` is not trained again (delete the folder to retrain).
-A loss that becomes NaN or infinite stops the run at once with status
-`failed` and the reason.
+A loss that becomes NaN or infinite stops the run at the end of that epoch
+with status `failed` and the reason; SIGINT and SIGTERM also record
+`failed`. Errors in the flags, data or files are one line on stderr
+(`train.py: error: ...`, exit status 2), before the run folder is touched.
 
 Example (Figure 1 of the paper on the offline digits data, one run):
 
@@ -54,98 +63,163 @@ python experiments/train.py --dataset=digits --model=mlp --protocol=random \
 """
 
 import contextlib
-import math
+import dataclasses
+import glob
 import os
+import re
 import shutil
+import signal
+import socket
 import sys
-import time
 
 from absl import app
 from absl import flags
 from absl import logging
 
+import _quiet
 import _rundir
 
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The arguments of one run: the flags of the same names (`--helpfull`).
+
+    `delta=None` is the library's default for the protocol (1 for random);
+    `nesterov=None` means Nesterov momentum whenever `momentum > 0`;
+    `vgg_weights=None` means `imagenet` for vgg16 and `none` otherwise.
+    """
+
+    model: str = "mlp"
+    dataset: str = "digits"
+    data_dir: str = None
+    image_size: str = None
+    vgg_weights: str = None
+    protocol: str = "constant"
+    learning_rate: float = 5e-3
+    delta: float = None
+    period: float = None
+    momentum: float = 0.9
+    nesterov: bool = None
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    epochs: int = 180
+    seed: int = 0
+    deterministic: bool = False
+    temperature_probe: int = 0
+    temperature_every: int = 1
+    alpha_log_steps: int = 100
+    evaluate_train: bool = True
+    jit_compile: bool = False
+    mixed_precision: bool = False
+    steps_per_execution: int = 1
+    distribution: str = "none"
+    output_dir: str = None
+    verbose: int = 1
+
+
+_DEFAULT = Config()
+
+# One definition of each name list: the library's. Imported lazily (Keras
+# loads slowly) for everything but the flag definitions, which need them now;
+# rlr_keras.protocols and models import Keras, so the lists are repeated here
+# and checked against the library's by tests/experiments_train_test.py.
+_PROTOCOLS = ("constant", "random", "cyclic")
+_MODEL_NAMES = ("mlp", "cnn", "vgg16")
+_SEED_MAX = 2**32 - 1
+
 # Flags -----------------------------------------------------------------------
-# Names are those of `run`'s keyword arguments, so that a flagfile, a run's
+# Names are those of `Config`'s fields, so that a flagfile, a run's
 # config.json and a call of `run` all read the same.
 
 # Model and data.
-_MODEL = flags.DEFINE_enum(
-    "model", "mlp", ["mlp", "cnn", "vgg16"],
+flags.DEFINE_enum(
+    "model", _DEFAULT.model, _MODEL_NAMES,
     "Model 1 (mlp), 2 (cnn) or 3 (vgg16) of the paper's Appendix C.")
-_DATASET = flags.DEFINE_string(
-    "dataset", "digits",
+flags.DEFINE_string(
+    "dataset", _DEFAULT.dataset,
     "A TFDS name (mnist, fashion_mnist, cifar10, ...), idx:PATH, "
     "idx-split:PATH, cifar10_batches:PATH, or digits (bundled, offline).")
-_DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "TFDS data folder (TFDS names only).")
-_VGG_WEIGHTS = flags.DEFINE_string(
-    "vgg_weights", None,
+flags.DEFINE_string(
+    "data_dir", _DEFAULT.data_dir, "TFDS data folder (TFDS names only).")
+flags.DEFINE_string(
+    "image_size", _DEFAULT.image_size,
+    "H,W: resize the images (bilinear) to H x W pixels, e.g. 28,28 to train "
+    "the cnn on the 8x8 digits. Default: native size.")
+flags.DEFINE_string(
+    "vgg_weights", _DEFAULT.vgg_weights,
     "vgg16 only: imagenet (downloads), none (random init) or the path of a "
     "local VGG16 no-top weights file. Defaults to imagenet for vgg16.")
 
 # Protocol and optimizer.
-_PROTOCOL = flags.DEFINE_enum(
-    "protocol", "constant", ["constant", "random", "cyclic"],
+flags.DEFINE_enum(
+    "protocol", _DEFAULT.protocol, _PROTOCOLS,
     "Learning-rate protocol (paper section 3).")
-_LEARNING_RATE = flags.DEFINE_float(
-    "learning_rate", 5e-3, "Mean learning rate l.", lower_bound=0.0)
-_DELTA = flags.DEFINE_float(
-    "delta", 1.0,
-    "Half-width Delta of the random factor alpha ~ U[1-Delta, 1+Delta] "
-    "(random protocol only).", lower_bound=0.0, upper_bound=1.0)
-_PERIOD = flags.DEFINE_float(
-    "period", None,
+flags.DEFINE_float(
+    "learning_rate", _DEFAULT.learning_rate, "Mean learning rate l.")
+flags.DEFINE_float(
+    "delta", _DEFAULT.delta,
+    "Half-width Delta of the random factor alpha ~ U[1-Delta, 1+Delta]: "
+    "random protocol only, in (0, 1]; defaults to 1 (alpha in [0, 2]).")
+flags.DEFINE_float(
+    "period", _DEFAULT.period,
     "Period P in epochs of the cyclic protocol, l (1 + cos(pi tau / P)); "
-    "cyclic protocol only (the paper uses 6, 18, 30).", lower_bound=0.0)
-_MOMENTUM = flags.DEFINE_float(
-    "momentum", 0.9, "Momentum mu.", lower_bound=0.0, upper_bound=1.0)
-_NESTEROV = flags.DEFINE_bool("nesterov", True, "Nesterov momentum.")
-_WEIGHT_DECAY = flags.DEFINE_float(
-    "weight_decay", 0.0,
-    "Coupled (PyTorch-style L2) weight decay w, added to the gradient.",
-    lower_bound=0.0)
+    "cyclic protocol only (the paper uses 6, 18, 30).")
+flags.DEFINE_float(
+    "momentum", _DEFAULT.momentum, "Momentum mu, in [0, 1).")
+flags.DEFINE_bool(
+    "nesterov", _DEFAULT.nesterov,
+    "Nesterov momentum. Defaults to true when --momentum > 0, false for "
+    "--momentum=0 (where Nesterov is undefined).")
+flags.DEFINE_float(
+    "weight_decay", _DEFAULT.weight_decay,
+    "Coupled (PyTorch-style L2) weight decay w, added to the gradient.")
 
 # Training.
-_BATCH_SIZE = flags.DEFINE_integer(
-    "batch_size", 256, "Mini-batch size C.", lower_bound=1)
-_EPOCHS = flags.DEFINE_integer(
-    "epochs", 180, "Number of epochs.", lower_bound=1)
-_SEED = flags.DEFINE_integer(
-    "seed", 0,
+flags.DEFINE_integer(
+    "batch_size", _DEFAULT.batch_size, "Mini-batch size C.", lower_bound=1)
+flags.DEFINE_integer(
+    "epochs", _DEFAULT.epochs, "Number of epochs.", lower_bound=1)
+flags.DEFINE_integer(
+    "seed", _DEFAULT.seed,
     "Seed of the initial weights, the data order and the random factor.",
-    lower_bound=0, upper_bound=2**32 - 1)
-_DETERMINISTIC = flags.DEFINE_bool(
-    "deterministic", False,
+    lower_bound=0, upper_bound=_SEED_MAX)
+flags.DEFINE_bool(
+    "deterministic", _DEFAULT.deterministic,
     "Bit-identical reruns and resumes: enables TensorFlow op determinism on "
     "the TensorFlow backend; JAX and PyTorch on CPU need nothing.")
-_TEMPERATURE_PROBE = flags.DEFINE_integer(
-    "temperature_probe", 0,
+flags.DEFINE_integer(
+    "temperature_probe", _DEFAULT.temperature_probe,
     "Size of the probe set (from the training split) on which the "
     "temperature monitor measures D and T; 0 turns the monitor off.",
     lower_bound=0)
-_ALPHA_LOG_STEPS = flags.DEFINE_integer(
-    "alpha_log_steps", 100,
+flags.DEFINE_integer(
+    "alpha_log_steps", _DEFAULT.alpha_log_steps,
     "Write alpha and l * alpha to TensorBoard every this many optimizer "
     "steps (per-epoch statistics of alpha are always written).",
     lower_bound=1)
-_TEMPERATURE_EVERY = flags.DEFINE_integer(
-    "temperature_every", 1,
+flags.DEFINE_integer(
+    "temperature_every", _DEFAULT.temperature_every,
     "Measure D and T every this many epochs.", lower_bound=1)
+flags.DEFINE_bool(
+    "evaluate_train", _DEFAULT.evaluate_train,
+    "After every epoch, evaluate the whole training set "
+    "(train_eval_loss, train_eval_accuracy; the generalization gap uses "
+    "it). Costs one pass over the training set without updates per epoch.")
 
 # Performance.
-_JIT_COMPILE = flags.DEFINE_bool(
-    "jit_compile", False, "Compile the training step with XLA.")
-_MIXED_PRECISION = flags.DEFINE_bool(
-    "mixed_precision", False,
+flags.DEFINE_bool(
+    "jit_compile", _DEFAULT.jit_compile, "Compile the training step with XLA.")
+flags.DEFINE_bool(
+    "mixed_precision", _DEFAULT.mixed_precision,
     "Compute in float16 with float32 variables (mixed_float16 policy).")
-_STEPS_PER_EXECUTION = flags.DEFINE_integer(
-    "steps_per_execution", 1,
-    "Training steps run per tf.function call.", lower_bound=1)
-_DISTRIBUTION = flags.DEFINE_enum(
-    "distribution", "none", ["none", "mirrored", "multi_worker",
-                             "data_parallel"],
+flags.DEFINE_integer(
+    "steps_per_execution", _DEFAULT.steps_per_execution,
+    "Training steps run per compiled call; must divide the steps per epoch "
+    "(an exact resume needs epochs that end on a call boundary).",
+    lower_bound=1)
+flags.DEFINE_enum(
+    "distribution", _DEFAULT.distribution,
+    ["none", "mirrored", "multi_worker", "data_parallel"],
     "Data parallelism: none; on TensorFlow, tf.distribute's mirrored (every "
     "local GPU) or multi_worker (the hosts of the TF_CONFIG environment "
     "variable); on JAX, data_parallel (keras.distribution.DataParallel over "
@@ -153,63 +227,137 @@ _DISTRIBUTION = flags.DEFINE_enum(
     "among the replicas (it must divide evenly).")
 
 # Output.
-_OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", None, "The run folder (created if needed). Required.")
-_VERBOSE = flags.DEFINE_integer(
-    "verbose", 1,
+flags.DEFINE_string(
+    "output_dir", _DEFAULT.output_dir,
+    "The run folder (created if needed). Required.")
+flags.DEFINE_integer(
+    "verbose", _DEFAULT.verbose,
     "0: warnings and errors only; 1: Keras progress bar and info logs; "
     "2: one line per epoch and info logs.", lower_bound=0, upper_bound=2)
 
 # The flags that are arguments of `run`, in the order flags.cfg lists them.
-ARGUMENT_NAMES = (
-    "model", "dataset", "data_dir", "vgg_weights", "protocol",
-    "learning_rate", "delta", "period", "momentum", "nesterov",
-    "weight_decay", "batch_size", "epochs", "seed", "deterministic",
-    "temperature_probe", "temperature_every", "alpha_log_steps",
-    "jit_compile",
-    "mixed_precision", "steps_per_execution", "distribution", "output_dir",
-    "verbose",
-)
+ARGUMENT_NAMES = tuple(field.name for field in dataclasses.fields(Config))
 
 # Arguments that may change between the attempts of one run.
 # A run may resume on another number of devices: the math is the same.
 _NOT_IDENTIFYING = frozenset({"verbose", "alpha_log_steps", "distribution"})
 
 _WEIGHTS_FILE = "model.weights.h5"
+_TRAIN_EVAL_BATCH = 1024  # About; see _fit_arguments.
 
-
-def check_arguments(*, model, protocol, delta, period, **unused):
-    """Raises ValueError for arguments that do not go together."""
-    del unused
-    if protocol == "cyclic" and period is None:
-        raise ValueError("--period is required for --protocol=cyclic")
-    if protocol != "cyclic" and period is not None:
-        raise ValueError(
-            f"--period applies only to --protocol=cyclic, got --period="
-            f"{period:g} with --protocol={protocol}")
-    if protocol == "random" and not delta > 0:
-        raise ValueError(
-            f"--delta must be in (0, 1] for --protocol=random, got {delta!r}")
-    if period is not None and not period > 0:
-        raise ValueError(f"--period must be > 0, got {period!r}")
-    del model
-    return True
-
-
-def _validate_combination(values):
-    try:
-        return check_arguments(**values)
-    except ValueError as error:
-        raise flags.ValidationError(str(error)) from None
-
-
-flags.register_multi_flags_validator(
-    ["model", "protocol", "delta", "period"], _validate_combination)
+# A quick reachability test before TFDS, which otherwise retries for minutes
+# without network.
+_TFDS_HOST = ("storage.googleapis.com", 443)
+_TFDS_TIMEOUT_S = 3.0
 
 
 def arguments_from_flags(flag_values=flags.FLAGS):
     """Returns the keyword arguments of `run` given by the parsed flags."""
     return {name: flag_values[name].value for name in ARGUMENT_NAMES}
+
+
+def config_from_flags(flag_values=flags.FLAGS):
+    """Returns the `Config` given by the parsed flags."""
+    return Config(**arguments_from_flags(flag_values))
+
+
+# Checks of the script's own rules (the library checks its own) ---------------
+
+
+def _one_line(error):
+    return " ".join(str(error).split())
+
+
+def _check_output_dir(output_dir):
+    """Raises ValueError unless `output_dir` can be (or is) a run folder."""
+    if not output_dir:
+        raise ValueError(f"--output_dir must name a folder, got "
+                         f"{output_dir!r}")
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f"--output_dir={output_dir} is a file, not a folder")
+    existing = os.path.abspath(output_dir)
+    while not os.path.isdir(existing):
+        existing = os.path.dirname(existing)
+        if os.path.exists(existing) and not os.path.isdir(existing):
+            raise ValueError(f"--output_dir={output_dir}: {existing} is a "
+                             "file, not a folder")
+    try:  # os.access says yes to root on a read-only file system.
+        with open(os.path.join(existing, f".write-test-{os.getpid()}"),
+                  "w", encoding="utf-8"):
+            pass
+        os.remove(os.path.join(existing, f".write-test-{os.getpid()}"))
+    except OSError as error:
+        raise ValueError(
+            f"--output_dir={output_dir}: cannot write in {existing} "
+            f"({error.strerror})") from None
+
+
+def _parse_image_size(text):
+    if text is None:
+        return None
+    try:
+        size = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        size = ()
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"--image_size must be H,W (two positive integers, "
+                         f"e.g. 28,28), got {text!r}")
+    return size
+
+
+def _nesterov(config):
+    """--nesterov, whose default depends on --momentum."""
+    if config.nesterov is None:
+        return config.momentum > 0.0  # False for NaN too: the library says.
+    return config.nesterov
+
+
+def _check_tfds_name(spec, data_lib):
+    """Refuses what is neither a known form nor a TFDS name (e.g. `idxx:`)."""
+    # TFDS names: `name`, `name/config`, optionally `:version`.
+    if not re.fullmatch(r"[a-z0-9_]+(/[\w.-]+)?(:[\d*]+\.[\d*]+\.[\d*]+)?",
+                        spec):
+        raise ValueError(
+            f"--dataset={spec} is not a dataset; allowed: "
+            f"{'; '.join(data_lib.DATASET_SPEC_FORMS)}")
+
+
+def _check_tfds_reachable(name, data_dir):
+    """Fails fast when TFDS has neither a prepared copy nor the network."""
+    folder = os.path.expanduser(
+        data_dir or os.environ.get("TFDS_DATA_DIR")
+        or os.path.join("~", "tensorflow_datasets"))
+    base = name.split(":")[0]
+    if glob.glob(os.path.join(folder, base, "**", "dataset_info.json"),
+                 recursive=True):
+        return
+    try:
+        socket.create_connection(_TFDS_HOST, timeout=_TFDS_TIMEOUT_S).close()
+    except OSError as error:
+        raise _rundir.UserError(
+            f"--dataset={name}: TFDS has no prepared copy in "
+            f"{os.path.join(folder, base)} and cannot download it "
+            f"({_TFDS_HOST[0]}: {error}); offline, use --data_dir=FOLDER "
+            "holding a prepared copy, or --dataset=idx:PATH, "
+            "idx-split:PATH, cifar10_batches:PATH or digits") from None
+
+
+def _check_data_sizes(config, num_train, steps):
+    if config.batch_size > num_train:
+        raise ValueError(
+            f"--batch_size={config.batch_size} is larger than the training "
+            f"set ({num_train} examples); use --batch_size <= {num_train}")
+    if config.temperature_probe > num_train:
+        raise ValueError(
+            f"--temperature_probe={config.temperature_probe} is larger than "
+            f"the training set ({num_train} examples); use at most "
+            f"{num_train}, or 0 to turn the monitor off")
+    if steps % config.steps_per_execution:
+        divisors = [k for k in range(1, steps + 1) if steps % k == 0]
+        raise ValueError(
+            f"--steps_per_execution={config.steps_per_execution} does not "
+            f"divide the {steps} steps of an epoch (an exact resume needs "
+            f"whole epochs per call); use one of {divisors}")
 
 
 # Run-folder bookkeeping -----------------------------------------------------
@@ -230,59 +378,122 @@ def _versions():
             "python": sys.version.split()[0]}
 
 
-def _claim_run_dir(output_dir, arguments):
-    """Writes (or checks) the run's flags and config; returns its status."""
-    config_path = os.path.join(output_dir, _rundir.CONFIG_FILE)
-    previous = _rundir.read_json(config_path)
-    if previous is not None:
-        old = previous.get("arguments", {})
-        different = sorted(
-            name for name in set(old) | set(arguments)
-            if name not in _NOT_IDENTIFYING
-            and old.get(name) != arguments.get(name))
-        if different:
-            changes = ", ".join(
-                f"{n}: {old.get(n)!r} there, {arguments.get(n)!r} now"
-                for n in different)
-            raise ValueError(
-                f"--output_dir={output_dir} holds a run with other arguments "
-                f"({changes}); use another --output_dir or delete that folder")
-    os.makedirs(output_dir, exist_ok=True)
+def _check_same_arguments(run_dir, arguments):
+    """Raises ValueError if `run_dir` holds a run with other arguments."""
+    previous = _rundir.read_json(os.path.join(run_dir, _rundir.CONFIG_FILE))
+    if previous is None:
+        return
+    old = previous.get("arguments", {})
+    different = sorted(
+        name for name in set(old) | set(arguments)
+        if name not in _NOT_IDENTIFYING
+        and old.get(name) != arguments.get(name))
+    if different:
+        changes = ", ".join(
+            f"--{n}: {old.get(n)!r} there, {arguments.get(n)!r} now"
+            for n in different)
+        raise ValueError(
+            f"--output_dir={run_dir} holds a run with other arguments "
+            f"({changes}); use another --output_dir or delete that folder")
+
+
+def _write_run_description(output_dir, arguments, optimizer_config):
+    """Writes flags.cfg and config.json (the arguments, versions)."""
     _rundir.write_text(
         os.path.join(output_dir, _rundir.FLAGS_FILE),
         _rundir.flag_lines(arguments, header=(
             "Flags of this run. Replay (resumes, or does nothing if done):\n"
             "  python experiments/train.py --flagfile=THIS_FILE")))
-    _rundir.write_json(config_path, {"arguments": arguments,
-                                     "versions": _versions()})
-    return _rundir.read_status(output_dir)
+    _rundir.write_json(os.path.join(output_dir, _rundir.CONFIG_FILE),
+                       {"arguments": arguments, "versions": _versions(),
+                        "optimizer": optimizer_config})
 
 
-def _backup_epoch(backup_dir):
-    """Returns the epoch BackupAndRestore will resume at (0 if none).
+def _hparams(arguments):
+    """The arguments shown in TensorBoard's HParams dashboard."""
+    return {name: value for name, value in arguments.items()
+            if name not in _NOT_IDENTIFYING | {"output_dir", "data_dir"}}
 
-    BackupAndRestore(double_checkpoint=True) keeps the previous checkpoint
-    as `*.bkp` and falls back to it when the weights file is torn; a kill
-    while it writes its metadata file is repaired here the same way.
+
+def _write_hparams_start(log_dir, arguments, run_name):
+    if glob.glob(os.path.join(log_dir, "events.out.tfevents*")):
+        return  # Written by an earlier attempt, or by the sweep.
+    _rundir.write_hparams_session_start(log_dir, _hparams(arguments),
+                                        group_name=run_name)
+
+
+# Keras' BackupAndRestore -----------------------------------------------------
+
+
+def _backup_files(backup_dir):
+    """The (weights, metadata) pairs of BackupAndRestore, newest first.
+
+    These names are private to `keras.callbacks.BackupAndRestore` (Keras
+    3.15, `double_checkpoint=True`); Keras offers no way to check a backup
+    before `fit`. tests/experiments_train_test.py fails if Keras renames them.
     """
-    metadata = os.path.join(backup_dir, "training_metadata.json")
     weights = os.path.join(backup_dir, "latest.weights.h5")
-    if not os.path.exists(metadata):
-        return 0
+    metadata = os.path.join(backup_dir, "training_metadata.json")
+    return [(weights, metadata), (weights + ".bkp", metadata + ".bkp")]
+
+
+def _saved_iterations(weights_path):
+    """The optimizer's step counter in a Keras weights file (else None).
+
+    Keras saves the optimizer's variables as `optimizer/vars/<i>`, the step
+    counter first; also private, and covered by the same test.
+    """
+    import h5py  # pylint: disable=g-import-not-at-top
+
     try:
-        return int(_rundir.read_json(metadata)["epoch"])
+        with h5py.File(weights_path, "r") as f:
+            return int(f["optimizer/vars/0"][()])
+    except Exception:  # pylint: disable=broad-except  # Torn: any error.
+        return None
+
+
+def _backed_up_epoch(weights, metadata, steps_per_epoch):
+    """The epoch of a consistent (weights, metadata) pair, else None."""
+    try:
+        epoch = int(_rundir.read_json(metadata)["epoch"])
     except (ValueError, KeyError, TypeError):
-        if not os.path.exists(metadata + ".bkp"):
-            logging.warning("Unreadable %s and no previous backup: training "
-                            "starts over.", metadata)
-            shutil.rmtree(backup_dir)
-            return 0
-        logging.warning("Unreadable %s: going back to the previous backup.",
-                        metadata)
-        shutil.copyfile(metadata + ".bkp", metadata)
-        if os.path.exists(weights + ".bkp"):
-            shutil.copyfile(weights + ".bkp", weights)
-        return int(_rundir.read_json(metadata)["epoch"])
+        return None
+    if _saved_iterations(weights) != epoch * steps_per_epoch:
+        return None
+    return epoch
+
+
+def _resume_epoch(backup_dir, steps_per_epoch):
+    """Returns the epoch the backup resumes at, repairing it (0 if none).
+
+    A kill while BackupAndRestore writes leaves a torn weights file, a torn
+    metadata file, or weights of one epoch with the metadata of another.
+    The newest consistent pair (the step counter in the weights is epoch x
+    steps) is kept under the names Keras reads; if neither is, the backup is
+    dropped and training starts over, with a warning.
+    """
+    if not os.path.isdir(backup_dir) or not os.listdir(backup_dir):
+        return 0
+    pairs = _backup_files(backup_dir)
+    for weights, metadata in pairs:
+        epoch = _backed_up_epoch(weights, metadata, steps_per_epoch)
+        if epoch is None:
+            continue
+        if (weights, metadata) != pairs[0]:
+            logging.warning("The latest backup in %s is torn or "
+                            "inconsistent: going back to the previous one "
+                            "(epoch %d).", backup_dir, epoch)
+            for source, target in zip((weights, metadata), pairs[0]):
+                with open(source, "rb") as f:
+                    _rundir.write_bytes(target, f.read())
+        return epoch
+    logging.warning("No usable backup in %s (torn or inconsistent files): "
+                    "training starts over.", backup_dir)
+    shutil.rmtree(backup_dir)
+    return 0
+
+
+# Summary ---------------------------------------------------------------------
 
 
 def _summary(rows, *, num_parameters, temperature_over_d):
@@ -290,6 +501,7 @@ def _summary(rows, *, num_parameters, temperature_over_d):
         raise RuntimeError("no completed epoch recorded in metrics.jsonl")
     last = rows[-1]
     best = max(rows, key=lambda row: row["test_accuracy"])
+    train_accuracy = last.get("train_eval_accuracy", last["train_accuracy"])
     summary = {
         "final_test_accuracy": last["test_accuracy"],
         "best_test_accuracy": best["test_accuracy"],
@@ -297,12 +509,15 @@ def _summary(rows, *, num_parameters, temperature_over_d):
         "final_train_accuracy": last["train_accuracy"],
         "final_train_loss": last["train_loss"],
         "final_test_loss": last["test_loss"],
-        "generalization_gap": last["train_accuracy"] - last["test_accuracy"],
+        "generalization_gap": train_accuracy - last["test_accuracy"],
         "wall_time_s": last["wall_time_s"],
         "num_parameters": num_parameters,
         "temperature_over_d": temperature_over_d,
         "epochs": last["epoch"],
     }
+    if "train_eval_accuracy" in last:
+        summary["final_train_eval_accuracy"] = last["train_eval_accuracy"]
+        summary["final_train_eval_loss"] = last["train_eval_loss"]
     measured = [row for row in rows if row.get("temperature") is not None]
     if measured:
         summary["diffusion"] = measured[-1]["diffusion"]
@@ -310,126 +525,29 @@ def _summary(rows, *, num_parameters, temperature_over_d):
     return summary
 
 
-def _callback_classes():
-    """Keras callbacks of this script (defined lazily: Keras loads slowly)."""
-    import keras  # pylint: disable=g-import-not-at-top
-
-    class MetricsRecorder(keras.callbacks.Callback):
-        """Writes metrics.jsonl at the end of every epoch (atomically).
-
-        Listed before BackupAndRestore, so that a kill between the two
-        writes leaves a metrics row for an epoch the backup does not hold;
-        the first epoch of the next attempt drops such rows.
-        """
-
-        def __init__(self, path, expected_initial_epoch):
-            super().__init__()
-            self.path = path
-            self.expected_initial_epoch = expected_initial_epoch
-            self.rows = None
-            self.start = None
-            self.previous_wall_time = 0.0
-
-        def on_epoch_begin(self, epoch, logs=None):
-            if self.rows is not None:
-                return
-            if epoch != self.expected_initial_epoch:
-                raise RuntimeError(
-                    f"BackupAndRestore resumed at epoch {epoch}, but its "
-                    f"metadata said {self.expected_initial_epoch}")
-            self.rows = [row for row in _rundir.read_jsonl(self.path)
-                         if row["epoch"] <= epoch]
-            if len(self.rows) != epoch:
-                raise RuntimeError(
-                    f"{self.path} holds {len(self.rows)} epochs, but the "
-                    f"backup resumes after epoch {epoch}")
-            if self.rows:
-                self.previous_wall_time = self.rows[-1]["wall_time_s"]
-            self.start = time.monotonic()
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            row = {"epoch": epoch + 1}
-            for key, value in logs.items():
-                name = {"loss": "train_loss", "accuracy": "train_accuracy",
-                        "val_loss": "test_loss",
-                        "val_accuracy": "test_accuracy"}.get(key, key)
-                if name.startswith("val_"):
-                    name = "test_" + name[len("val_"):]
-                row[name] = float(value)
-            if "learning_rate" not in row:
-                row["learning_rate"] = float(keras.ops.convert_to_numpy(
-                    self.model.optimizer.learning_rate))
-            row["wall_time_s"] = (self.previous_wall_time
-                                  + time.monotonic() - self.start)
-            self.rows.append(row)
-            _rundir.write_jsonl(self.path, self.rows)
-
-    class StopOnNonFiniteLoss(keras.callbacks.Callback):
-        """Raises FloatingPointError as soon as the training loss is NaN/inf.
-
-        Raising (rather than TerminateOnNaN's stop_training) ends `fit`
-        before the epoch's end, so neither metrics.jsonl nor the backup
-        records the diverged epoch.
-        """
-
-        def __init__(self):
-            super().__init__()
-            self.epoch = 0
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-
-        def on_train_batch_end(self, batch, logs=None):
-            loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(float(loss)):
-                raise FloatingPointError(
-                    f"training loss became {float(loss)} in epoch "
-                    f"{self.epoch + 1}, batch {batch + 1}; the run stopped "
-                    "(lower --learning_rate, or check the data)")
-
-    return MetricsRecorder, StopOnNonFiniteLoss
-
-
-def _epoch_summaries(log_dir):
-    """Returns [the callback writing the epoch logs to TensorBoard]."""
-    from rlr_keras import callbacks  # pylint: disable=g-import-not-at-top
-
-    return [callbacks.EpochSummaries(log_dir)]
-
-
-def _save_weights_atomically(model, path):
+def _save_weights(model, path):
+    """Saves the weights atomically (Keras needs a .weights.h5 name)."""
     temporary = os.path.join(os.path.dirname(path),
                              f".tmp-{os.getpid()}.weights.h5")
-    model.save_weights(temporary)
-    os.replace(temporary, path)
+    try:
+        model.save_weights(temporary)
+        with open(temporary, "rb") as f:
+            _rundir.write_bytes(path, f.read())
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
 
 
 # The run ---------------------------------------------------------------------
 
 
-def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
-        vgg_weights=None, protocol="constant", learning_rate=5e-3, delta=1.0,
-        period=None, momentum=0.9, nesterov=True, weight_decay=0.0,
-        batch_size=256, epochs=180, seed=0, deterministic=False,
-        temperature_probe=0, temperature_every=1, alpha_log_steps=100,
-        jit_compile=False,
-        mixed_precision=False, steps_per_execution=1, distribution="none",
-        verbose=1, strategy=None):
+def run(*, strategy=None, **arguments):
     """Trains one model with one protocol into the run folder `output_dir`.
 
-    Arguments are the flags of the same names (see `--helpfull`), except:
+    Keyword arguments are the fields of `Config` (the flags of the same
+    names, see `--helpfull`), plus:
 
     Args:
-        delta: float, used by the random protocol only (the constant and
-            cyclic protocols have Delta = 0).
-        vgg_weights: str or None; None means `imagenet` for vgg16 (as in the
-            paper) and `none` for the other models.
-        distribution: str, `none`, `mirrored` or `multi_worker` (the
-            `tf.distribute` strategy to create when `strategy` is None;
-            TensorFlow backend) or `data_parallel`
-            (`keras.distribution.DataParallel` over every local device; JAX
-            backend). `batch_size` is the global batch C in every case.
         strategy: a `tf.distribute.Strategy` or None (made from
             `distribution`): the model, optimizer and metrics are created in
             its scope. Under a multi-worker strategy only the chief writes
@@ -439,30 +557,123 @@ def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
         The summary (the contents of summary.json).
 
     Raises:
-        ValueError: for invalid arguments (e.g. a distribution the backend
-            does not offer), before any training; also if `output_dir`
-            holds a run made with other arguments.
+        ValueError, FileNotFoundError, rlr_keras's and _rundir.UserError:
+            for invalid arguments, data or run folders, before the folder is
+            touched; also if `output_dir` holds a run made with other
+            arguments, or another trainer holds it.
         FloatingPointError: if the training loss becomes NaN or infinite
             (the run's status is then `failed`, with this message).
     """
-    arguments = {name: value for name, value in locals().items()
-                 if name in ARGUMENT_NAMES}
-    if not output_dir:
-        raise ValueError("output_dir is required, got "
-                         f"{output_dir!r}")
-    if protocol not in ("constant", "random", "cyclic"):
-        raise ValueError("protocol must be one of constant, random, cyclic, "
-                         f"got {protocol!r}")
-    if model not in ("mlp", "cnn", "vgg16"):
-        raise ValueError(f"model must be one of mlp, cnn, vgg16, got {model!r}")
-    if vgg_weights is None:
-        vgg_weights = "imagenet" if model == "vgg16" else "none"
-    check_arguments(model=model, protocol=protocol, delta=delta,
-                    period=period)
-    arguments["vgg_weights"] = vgg_weights
-    arguments["output_dir"] = output_dir = os.fspath(output_dir)
+    return train(Config(**arguments), strategy=strategy)
 
-    # Heavy imports here, so that `--help` and flag errors are instant.
+
+def train(config, *, strategy=None):
+    """Trains `config` (a `Config`); see `run`.
+
+    The steps: validate what needs no framework; return at once if the run
+    is done; build data, model and protocol (the library validates the
+    rest), all before the folder is touched; then, holding the folder's
+    lock, claim it, train and summarize.
+    """
+    config = _validate(config)
+    arguments = dataclasses.asdict(config)
+    _check_same_arguments(config.output_dir, arguments)
+    if _rundir.read_status(config.output_dir) == _rundir.DONE:
+        logging.info("%s is done already; not training again.",
+                     config.output_dir)
+        return _rundir.read_json(os.path.join(config.output_dir,
+                                              _rundir.SUMMARY_FILE))
+    _import_frameworks(config)
+    with _keras_state(config, strategy) as strategy:
+        with _quiet.quiet_imports():  # Some layers import TensorFlow late.
+            setup = _build(config, strategy)
+        with _rundir.locked(setup.output_dir):
+            return _train_in_folder(config, arguments, setup, strategy)
+
+
+def _import_frameworks(config):
+    """Imports Keras (and TensorFlow, if used) without start-up noise."""
+    with _quiet.quiet_imports():
+        import keras  # pylint: disable=g-import-not-at-top
+
+        from rlr_keras import data as data_lib  # pylint: disable=all
+        if (keras.backend.backend() == "tensorflow"
+                or data_lib.parse_dataset_spec(config.dataset)[0] == "tfds"):
+            import tensorflow  # noqa: F401  # pylint: disable=all
+
+
+def _validate(config):
+    """The script's checks that need no framework; returns the resolved
+    config (the run folder as a str, the default --vgg_weights)."""
+    _check_output_dir(config.output_dir)
+    _parse_image_size(config.image_size)
+    vgg_weights = config.vgg_weights
+    if vgg_weights is None:
+        vgg_weights = "imagenet" if config.model == "vgg16" else "none"
+    return dataclasses.replace(config,
+                               output_dir=os.fspath(config.output_dir),
+                               vgg_weights=vgg_weights)
+
+
+@contextlib.contextmanager
+def _keras_state(config, strategy):
+    """Sets Keras' global state for the run (restored after); yields the
+    strategy."""
+    import keras  # pylint: disable=g-import-not-at-top
+
+    import _distribution  # pylint: disable=g-import-not-at-top
+
+    backend = keras.backend.backend()
+    if strategy is None:
+        _distribution.check_backend(config.distribution, backend)
+    # The strategy comes first: a multi-worker strategy must be created
+    # before anything starts the TensorFlow runtime (protocols.build does).
+    if strategy is None and config.distribution in ("mirrored",
+                                                    "multi_worker"):
+        strategy = _distribution.make_strategy(config.distribution)
+    elif strategy is None and config.distribution == "data_parallel":
+        strategy = _distribution.make_data_parallel()
+    _distribution.replica_batch_size(config.batch_size, strategy)
+    _distribution.check_jit_compile(config.jit_compile, strategy)
+
+    previous_policy = keras.mixed_precision.global_policy().name
+    previous_distribution = keras.distribution.distribution()
+    try:
+        keras.backend.clear_session()
+        if config.deterministic and backend == "tensorflow":
+            import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+            # TensorFlow offers no way back: it stays on in this process.
+            tf.config.experimental.enable_op_determinism()
+        if config.distribution == "data_parallel":
+            # Variables and batches are laid out on the devices from here on.
+            keras.distribution.set_distribution(strategy)
+        keras.mixed_precision.set_global_policy(
+            "mixed_float16" if config.mixed_precision else "float32")
+        yield strategy
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+        if config.distribution == "data_parallel":
+            keras.distribution.set_distribution(previous_distribution)
+
+
+@dataclasses.dataclass
+class _Setup:
+    """What `_build` makes before the run folder is touched."""
+
+    output_dir: str
+    data: object
+    network: object
+    optimizer: object
+    protocol_callbacks: list
+    steps: int
+    pad_to_multiple: int
+    tf_strategy: bool
+    temperature_over_d: float
+
+
+def _build(config, strategy):
+    """Loads the data and builds the model and protocol (all validation)."""
     import keras  # pylint: disable=g-import-not-at-top
 
     import rlr_keras  # pylint: disable=g-import-not-at-top
@@ -472,146 +683,134 @@ def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
 
     import _distribution  # pylint: disable=g-import-not-at-top
 
-    backend = keras.backend.backend()
-    if strategy is None:
-        _distribution.check_backend(distribution, backend)
-    # The strategy comes first: a multi-worker strategy must be created
-    # before anything starts the TensorFlow runtime (protocols.build does).
-    if strategy is None and distribution in ("mirrored", "multi_worker"):
-        strategy = _distribution.make_strategy(distribution)
-    elif strategy is None and distribution == "data_parallel":
-        strategy = _distribution.make_data_parallel()
-    tf_strategy = strategy is not None and distribution != "data_parallel"
-    replicas = _distribution.num_replicas(strategy)
-    _distribution.replica_batch_size(batch_size, strategy)
-    _distribution.check_jit_compile(jit_compile, strategy)
-    run_dir, output_dir = output_dir, _distribution.write_dir(output_dir,
-                                                              strategy)
-    # Validation that needs no data: the library's own checks, cheaply.
+    # The flags' choices repeat the library's lists (see _PROTOCOLS); `run`
+    # takes any string.
+    for flag, value, allowed in (("model", config.model, models.MODEL_NAMES),
+                                 ("protocol", config.protocol,
+                                  protocols.PROTOCOLS)):
+        if value not in allowed:
+            raise ValueError(f"--{flag} must be one of {', '.join(allowed)}, "
+                             f"got {value!r}")
+    nesterov = _nesterov(config)
     temperature_over_d = rlr_keras.effective_temperature(
-        learning_rate, batch_size, momentum)
-    data_lib.parse_dataset_spec(dataset)
-    protocols.build(protocol, learning_rate=learning_rate,
-                    delta=delta if protocol == "random" else None,
-                    period=period, momentum=momentum, nesterov=nesterov,
-                    coupled_weight_decay=weight_decay, seed=seed)
+        config.learning_rate, config.batch_size, config.momentum)
+    kind, name = data_lib.parse_dataset_spec(config.dataset)
+    if kind == "tfds":
+        _check_tfds_name(name, data_lib)
+        _check_tfds_reachable(name, config.data_dir)
+    tf_strategy = (strategy is not None
+                   and config.distribution != "data_parallel")
 
-    summary_path = os.path.join(run_dir, _rundir.SUMMARY_FILE)
-    if _rundir.read_status(run_dir) == _rundir.DONE:
-        if _distribution.is_chief(strategy):  # Only the chief writes there.
-            _claim_run_dir(run_dir, arguments)  # Same arguments, or an error.
-        logging.info("%s is done already; not training again.", run_dir)
-        return _rundir.read_json(summary_path)
-    _claim_run_dir(output_dir, arguments)
+    def scope():
+        return strategy.scope() if tf_strategy else contextlib.nullcontext()
 
-    _rundir.write_status(output_dir, _rundir.RUNNING)
-    previous_policy = keras.mixed_precision.global_policy().name
-    previous_distribution = keras.distribution.distribution()
+    with scope():  # Before the data: the protocol's checks are instant.
+        optimizer, protocol_callbacks = protocols.build(
+            config.protocol, learning_rate=config.learning_rate,
+            delta=config.delta, period=config.period,
+            momentum=config.momentum, nesterov=nesterov,
+            coupled_weight_decay=config.weight_decay, seed=config.seed)
+
     try:
-        keras.backend.clear_session()
-        if deterministic and backend == "tensorflow":
-            import tensorflow as tf  # pylint: disable=g-import-not-at-top
+        data = data_lib.load_dataset(
+            config.dataset, data_dir=config.data_dir,
+            image_size=_parse_image_size(config.image_size))
+    except RuntimeError as error:  # TFDS could not download or prepare.
+        raise _rundir.UserError(str(error)) from error
+    steps = data_lib.steps_per_epoch(data.num_train, config.batch_size)
+    _check_data_sizes(config, data.num_train, steps)
 
-            # TensorFlow offers no way back: it stays on in this process.
-            tf.config.experimental.enable_op_determinism()
-        if distribution == "data_parallel":
-            # Variables and batches are laid out on the devices from here on.
-            keras.distribution.set_distribution(strategy)
-        keras.mixed_precision.set_global_policy(
-            "mixed_float16" if mixed_precision else "float32")
+    replicas = _distribution.num_replicas(strategy)
+    # Under data_parallel a partial batch is padded to split evenly among the
+    # devices (padding of weight 0, see the loss below).
+    pad_to_multiple = (replicas if config.distribution == "data_parallel"
+                       else 1)
+    # Every random stream below is also seeded explicitly from `seed`; the
+    # global seed covers anything that is not.
+    keras.utils.set_random_seed(config.seed)
+    with scope():
+        try:
+            network = models.build_model(
+                config.model, data.input_shape, data.num_classes,
+                vgg_weights=config.vgg_weights, seed=config.seed)
+        except RuntimeError as error:  # ImageNet weights not downloadable.
+            raise _rundir.UserError(str(error)) from error
+        except ValueError as error:
+            if "image_size" in str(error) and config.image_size is None:
+                raise ValueError(f"{error} (train.py: --image_size=H,W)"
+                                 ) from error
+            raise
+        network.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True, **(
+                    {"reduction": "mean_with_sample_weight"}
+                    if pad_to_multiple > 1 else {})),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(
+                name="accuracy")],
+            jit_compile=config.jit_compile,
+            steps_per_execution=config.steps_per_execution)
+        optimizer.build(network.trainable_variables)
+    return _Setup(
+        output_dir=_distribution.write_dir(config.output_dir, strategy),
+        data=data, network=network, optimizer=optimizer,
+        protocol_callbacks=list(protocol_callbacks), steps=steps,
+        pad_to_multiple=pad_to_multiple, tf_strategy=tf_strategy,
+        temperature_over_d=temperature_over_d)
 
-        data = data_lib.load_dataset(dataset, data_dir=data_dir)
-        backup_dir = _distribution.backup_dir(run_dir, strategy)
-        initial_epoch = _backup_epoch(backup_dir)
+
+def _train_in_folder(config, arguments, setup, strategy):
+    """Claims the run folder (locked), trains, and writes the summary."""
+    import _distribution  # pylint: disable=g-import-not-at-top
+
+    run_dir, output_dir = config.output_dir, setup.output_dir
+    _check_same_arguments(output_dir, arguments)  # Now under the lock.
+    _write_run_description(output_dir, arguments,
+                           setup.optimizer.get_config())
+    _rundir.write_status(output_dir, _rundir.RUNNING)
+    log_dir = os.path.join(output_dir, _rundir.TENSORBOARD_DIR)
+    chief = _distribution.is_chief(strategy)
+    if chief:
+        _write_hparams_start(log_dir, arguments,
+                             os.path.basename(os.path.normpath(run_dir)))
+    backup_dir = _distribution.backup_dir(run_dir, strategy)
+    try:
+        initial_epoch = _resume_epoch(backup_dir, setup.steps)
         if initial_epoch:
             logging.info("Resuming %s after epoch %d.", output_dir,
                          initial_epoch)
-        # Under data_parallel a partial batch is padded to split evenly
-        # among the devices (padding of weight 0, see the loss below).
-        pad_to_multiple = replicas if distribution == "data_parallel" else 1
-        train_data = data_lib.train_pipeline(
-            data.train_images, data.train_labels, batch_size=batch_size,
-            seed=seed, epochs=epochs,
-            initial_epoch=min(initial_epoch, epochs - 1),
-            pad_to_multiple=pad_to_multiple)
-        test_data = data_lib.eval_pipeline(
-            data.test_images, data.test_labels, batch_size=batch_size,
-            pad_to_multiple=pad_to_multiple)
-        steps = train_data.steps_per_epoch
-        if tf_strategy:
-            train_data = _distribution.distribute_dataset(train_data, strategy)
-            test_data = _distribution.distribute_dataset(test_data, strategy)
-        # Every random stream below is also seeded explicitly from `seed`; the
-        # global seed covers anything that is not.
-        keras.utils.set_random_seed(seed)
-
-        scope = strategy.scope() if tf_strategy else contextlib.nullcontext()
-        with scope:
-            network = models.build_model(
-                model, data.input_shape, data.num_classes,
-                vgg_weights=vgg_weights, seed=seed)
-            optimizer, protocol_callbacks = protocols.build(
-                protocol, learning_rate=learning_rate,
-                delta=delta if protocol == "random" else None,
-                period=period, momentum=momentum, nesterov=nesterov,
-                coupled_weight_decay=weight_decay, seed=seed)
-            network.compile(
-                optimizer=optimizer,
-                loss=keras.losses.SparseCategoricalCrossentropy(
-                    from_logits=True, **(
-                        {"reduction": "mean_with_sample_weight"}
-                        if pad_to_multiple > 1 else {})),
-                metrics=[keras.metrics.SparseCategoricalAccuracy(
-                    name="accuracy")],
-                jit_compile=jit_compile,
-                steps_per_execution=steps_per_execution)
-            optimizer.build(network.trainable_variables)
-
-        log_dir = os.path.join(output_dir, _rundir.TENSORBOARD_DIR)
-        metrics_recorder, stop_on_non_finite_loss = _callback_classes()
-        callbacks = list(protocol_callbacks)
-        callbacks.append(rlr_keras.LearningRateMonitor(
-            log_dir, update_freq=alpha_log_steps))
-        if temperature_probe:
-            probe_x, probe_y = data_lib.probe_subset(
-                data.train_images, data.train_labels, temperature_probe,
-                seed=seed)
-            # Before TensorBoard, which then writes D and T with the rest.
-            callbacks.append(rlr_keras.TemperatureMonitor(
-                probe_x, probe_y, batch_size=batch_size,
-                frequency=temperature_every, jit_compile=jit_compile))
-        callbacks += [
-            stop_on_non_finite_loss(),
-            metrics_recorder(os.path.join(output_dir, _rundir.METRICS_FILE),
-                             initial_epoch),
-            keras.callbacks.BackupAndRestore(
-                backup_dir, double_checkpoint=True, delete_checkpoint=False),
-        ]
-        callbacks += _epoch_summaries(log_dir)
+        fit_arguments = _fit_arguments(config, setup, strategy,
+                                       initial_epoch, backup_dir, log_dir)
         logging.info("Training %s (%d parameters) on %s, %s protocol, "
-                     "%d epochs of %d steps.", model, network.count_params(),
-                     dataset, protocol, epochs, steps)
-        network.fit(train_data, epochs=epochs, initial_epoch=initial_epoch,
-                    steps_per_epoch=steps, validation_data=test_data,
-                    callbacks=callbacks, verbose=verbose, shuffle=False)
+                     "%d epochs of %d steps.", config.model,
+                     setup.network.count_params(), config.dataset,
+                     config.protocol, config.epochs, setup.steps)
+        setup.network.fit(**fit_arguments)
 
         rows = _rundir.read_jsonl(os.path.join(output_dir,
                                                _rundir.METRICS_FILE))
-        summary = _summary(rows, num_parameters=network.count_params(),
-                           temperature_over_d=temperature_over_d)
-        _save_weights_atomically(network,
-                                 os.path.join(output_dir, _WEIGHTS_FILE))
+        summary = _summary(rows, num_parameters=setup.network.count_params(),
+                           temperature_over_d=setup.temperature_over_d)
+        _save_weights(setup.network, os.path.join(output_dir, _WEIGHTS_FILE))
         _rundir.write_json(os.path.join(output_dir, _rundir.SUMMARY_FILE),
                            summary)
         _rundir.write_status(output_dir, _rundir.DONE)
     except BaseException as error:  # Record why, whatever it is; re-raise.
         _rundir.write_status(output_dir, _rundir.FAILED,
                              error=f"{type(error).__name__}: {error}")
+        if chief:
+            try:
+                _rundir.write_hparams_session_end(log_dir, success=False)
+            except Exception:  # pylint: disable=broad-except
+                logging.exception("Could not write the HParams session end.")
         raise
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
-        if distribution == "data_parallel":
-            keras.distribution.set_distribution(previous_distribution)
+    if chief:
+        # The values of a sweep's HParams columns that are no epoch scalars.
+        _rundir.write_scalars(log_dir, {
+            "summary/best_test_accuracy": summary["best_test_accuracy"],
+            "summary/generalization_gap": summary["generalization_gap"]},
+            step=summary["epochs"])
+        _rundir.write_hparams_session_end(log_dir, success=True)
     shutil.rmtree(backup_dir, ignore_errors=True)
     _distribution.remove_write_dir(run_dir, strategy)
     logging.info("Done: final test accuracy %.4f (best %.4f), %s",
@@ -620,12 +819,125 @@ def run(*, output_dir, model="mlp", dataset="digits", data_dir=None,
     return summary
 
 
+def _fit_arguments(config, setup, strategy, initial_epoch, backup_dir,
+                   log_dir):
+    """The pipelines and callbacks of `fit`, in the order they must run."""
+    import keras  # pylint: disable=g-import-not-at-top
+
+    import rlr_keras  # pylint: disable=g-import-not-at-top
+    from rlr_keras import callbacks as rlr_callbacks  # pylint: disable=all
+    from rlr_keras import data as data_lib  # pylint: disable=all
+
+    import _callbacks  # pylint: disable=g-import-not-at-top
+    import _distribution  # pylint: disable=g-import-not-at-top
+
+    data = setup.data
+    train_data = data_lib.train_pipeline(
+        data.train_images, data.train_labels, batch_size=config.batch_size,
+        seed=config.seed, epochs=config.epochs,
+        initial_epoch=min(initial_epoch, config.epochs - 1),
+        pad_to_multiple=setup.pad_to_multiple)
+
+    def evaluation(images, labels, batch_size):
+        pipeline = data_lib.eval_pipeline(
+            images, labels, batch_size=batch_size,
+            pad_to_multiple=setup.pad_to_multiple)
+        steps = len(pipeline)
+        if setup.tf_strategy:
+            pipeline = _distribution.distribute_dataset(pipeline, strategy)
+        return pipeline, steps
+
+    # The test split in batches of C: a larger batch would change the test
+    # loss in its last bits, and so the results of earlier runs.
+    test_data, _ = evaluation(data.test_images, data.test_labels,
+                              config.batch_size)
+    if setup.tf_strategy:
+        train_data = _distribution.distribute_dataset(train_data, strategy)
+
+    # Order matters: callbacks that add to the epoch logs come before those
+    # that write them; the divergence check before anything records.
+    callbacks = list(setup.protocol_callbacks)
+    callbacks.append(_callbacks.StopOnNonFiniteLoss())
+    callbacks.append(rlr_keras.LearningRateMonitor(
+        log_dir, update_freq=config.alpha_log_steps))
+    if config.evaluate_train:
+        # A new measurement, so free to take larger batches (faster): a
+        # multiple of C, which divides among the replicas as C does.
+        batch_size = config.batch_size * max(
+            1, _TRAIN_EVAL_BATCH // config.batch_size)
+        callbacks.append(_callbacks.TrainEvaluation(*evaluation(
+            data.train_images, data.train_labels, batch_size)))
+    if config.temperature_probe:
+        probe_x, probe_y = data_lib.probe_subset(
+            data.train_images, data.train_labels, config.temperature_probe,
+            seed=config.seed)
+        callbacks.append(rlr_keras.TemperatureMonitor(
+            probe_x, probe_y, batch_size=config.batch_size,
+            frequency=config.temperature_every,
+            jit_compile=config.jit_compile))
+    callbacks += [
+        _callbacks.MetricsRecorder(
+            os.path.join(setup.output_dir, _rundir.METRICS_FILE),
+            initial_epoch),
+        keras.callbacks.BackupAndRestore(
+            backup_dir, double_checkpoint=True, delete_checkpoint=False),
+        rlr_callbacks.EpochSummaries(log_dir),
+    ]
+    return dict(x=train_data, epochs=config.epochs,
+                initial_epoch=initial_epoch, steps_per_epoch=setup.steps,
+                validation_data=test_data, callbacks=callbacks,
+                verbose=config.verbose, shuffle=False)
+
+
+# The command line ------------------------------------------------------------
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like SIGINT: the run records `failed: terminated`."""
+
+
+def _raise_terminated(signum, frame):
+    del frame
+    raise Terminated(f"terminated by signal {signum} (SIGTERM)")
+
+
+# Errors in the user's flags, data or files: one line, exit status 2.
+_USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError,
+                PermissionError, _rundir.UserError)
+
+
+def _as_flag_message(error):
+    """One line; a message that starts with a flag's name names the flag."""
+    text = _one_line(error)
+    name = re.match(r"(\w+)(?= must| is |=)", text)
+    if name and name.group(1) in ARGUMENT_NAMES + ("coupled_weight_decay",):
+        flag = {"coupled_weight_decay": "weight_decay"}.get(name.group(1),
+                                                            name.group(1))
+        text = f"--{flag}{text[len(name.group(1)):]}"
+    return text
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING if _VERBOSE.value == 0
+    config = config_from_flags()
+    logging.set_verbosity(logging.WARNING if config.verbose == 0
                           else logging.INFO)
-    run(**arguments_from_flags())
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        train(config)
+    except _USER_ERRORS as error:
+        print(f"train.py: error: {_as_flag_message(error)}", file=sys.stderr)
+        return 2
+    except FloatingPointError as error:
+        print(f"train.py: {_one_line(error)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as error:
+        print(f"train.py: {_one_line(error) or 'interrupted'}; the run's "
+              "status is failed, rerun the same command to resume",
+              file=sys.stderr)
+        return 143 if isinstance(error, Terminated) else 130
+    return 0
 
 
 if __name__ == "__main__":

@@ -171,11 +171,14 @@ class LearningRateMonitor(keras.callbacks.Callback):
     learning-rate schedule (`rlr_keras.RandomLearningRate` given to any Keras
     optimizer; then l is that schedule's base `learning_rate`); both, if both
     are random; alpha = 1 for an optimizer without a random factor. Since
-    alpha_k is a pure function of k, the values are computed for every step
-    from the range of `optimizer.iterations` since the previous callback
-    call: the log is complete and exact also with `steps_per_execution > 1`,
-    where Keras calls batch callbacks once per chunk of steps, and after a
-    resume. `LossScaleOptimizer` is looked through.
+    alpha_k is a pure function of k, every point of an epoch is computed at
+    its end from the range of `optimizer.iterations` over the epoch: the
+    counter is read twice per epoch (a device-to-host copy per batch would
+    slow training), and the log is complete and exact with any
+    `steps_per_execution` and after a resume. The epoch's mean and standard
+    deviation of alpha are also put into the epoch logs as `alpha_mean` and
+    `alpha_std` (for `History`, `CSVLogger` and the like: place this callback
+    before them). `LossScaleOptimizer` is looked through.
 
     With `gradient_accumulation_steps` and a `RandomLearningRate` schedule,
     Keras evaluates the schedule at its micro-batch counter; this monitor
@@ -226,7 +229,6 @@ class LearningRateMonitor(keras.callbacks.Callback):
         self.update_freq = update_freq
         self._writer = None
         self._epoch_first_step = None
-        self._last_step = None
 
     # --- Where l and alpha come from. -------------------------------------
 
@@ -270,33 +272,28 @@ class LearningRateMonitor(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         # Read here rather than in on_train_begin: BackupAndRestore may
         # restore the iterations in its own on_train_begin, after ours.
-        self._epoch_first_step = self._last_step = self._iterations()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self.update_freq == "epoch":
-            return
-        stop = self._iterations()
-        self._write_steps(self._last_step, stop)
-        self._last_step = stop
+        self._epoch_first_step = self._iterations()
 
     def on_epoch_end(self, epoch, logs=None):
         stop = self._iterations()
         if self.update_freq != "epoch":
-            self._write_steps(self._last_step, stop)
-            self._last_step = stop
+            self._write_steps(self._epoch_first_step, stop)
         if stop <= self._epoch_first_step:
             return
         alphas = self._alphas(np.arange(self._epoch_first_step, stop))
+        alpha_mean = np.mean(alphas, dtype=np.float64)
+        alpha_std = np.std(alphas, dtype=np.float64)
+        if logs is not None:
+            logs["alpha_mean"] = float(alpha_mean)
+            logs["alpha_std"] = float(alpha_std)
         writer = self._train_writer
         writer.scalar(
             self.EPOCH_LEARNING_RATE_TAG,
             self._base_learning_rates([self._epoch_first_step])[0],
             epoch,
         )
-        writer.scalar(self.EPOCH_ALPHA_MEAN_TAG,
-                      np.mean(alphas, dtype=np.float64), epoch)
-        writer.scalar(self.EPOCH_ALPHA_STD_TAG,
-                      np.std(alphas, dtype=np.float64), epoch)
+        writer.scalar(self.EPOCH_ALPHA_MEAN_TAG, alpha_mean, epoch)
+        writer.scalar(self.EPOCH_ALPHA_STD_TAG, alpha_std, epoch)
         writer.histogram(self.EPOCH_ALPHA_HISTOGRAM_TAG, alphas, epoch)
         writer.flush()
 

@@ -268,6 +268,26 @@ def test_monitor_writes_expected_tags_and_points_with_exact_alpha(tmp_path):
         assert histogram[:, 0].min() >= 0.0 and histogram[:, 1].max() <= 2.0
 
 
+def test_monitor_puts_epoch_alpha_statistics_into_the_logs(tmp_path):
+    optimizer = RandomLRSGD(learning_rate=0.05, delta=1.0, seed=7)
+    model = tiny_regression_model()
+    model.compile(optimizer=optimizer, loss="mse")
+    history = model.fit(*tiny_data(40), batch_size=4, epochs=2, verbose=0,
+                        callbacks=[Monitor(tmp_path, update_freq=3)])
+    by_epoch = keras.ops.convert_to_numpy(optimizer.alpha_at(
+        np.arange(20))).astype(np.float64).reshape(2, 10)
+    np.testing.assert_allclose(history.history["alpha_mean"],
+                               by_epoch.mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(history.history["alpha_std"],
+                               by_epoch.std(axis=1), rtol=1e-12)
+
+
+def test_monitor_does_not_sync_with_the_device_every_batch():
+    # Per-step points are written at the epoch's end: no batch hook.
+    assert (Monitor.on_train_batch_end
+            is keras.callbacks.Callback.on_train_batch_end)
+
+
 @pytest.mark.skipif(keras.backend.backend() == "torch",
                     reason="Keras allows steps_per_execution > 1 only off "
                            "PyTorch")

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 
+import _callbacks
 import _distribution
 from _helpers import weights as _weights
 import _rundir
@@ -45,26 +46,22 @@ class _AlphaRecorder(keras.callbacks.Callback):
 def runs(tmp_path_factory, monkeypatch_module):
     root = tmp_path_factory.mktemp("data_parallel")
     recorded = {}
-    classes = train._callback_classes
+    original = _callbacks.MetricsRecorder
 
     for distribution in ("none", "data_parallel"):
         recorder = _AlphaRecorder()
         recorded[distribution] = recorder
 
-        def with_recorder(recorder=recorder):
-            metrics_recorder, stopper = classes()
+        class Recording(original):
+            def set_model(self, model, recorder=recorder):
+                super().set_model(model)
+                recorder.set_model(model)
 
-            class Recording(metrics_recorder):
-                def set_model(self, model):
-                    super().set_model(model)
-                    recorder.set_model(model)
+            def on_train_batch_begin(self, batch, logs=None,
+                                     recorder=recorder):
+                recorder.on_train_batch_begin(batch, logs)
 
-                def on_train_batch_begin(self, batch, logs=None):
-                    recorder.on_train_batch_begin(batch, logs)
-
-            return Recording, stopper
-
-        monkeypatch_module.setattr(train, "_callback_classes", with_recorder)
+        monkeypatch_module.setattr(_callbacks, "MetricsRecorder", Recording)
         train.run(output_dir=str(root / distribution),
                   distribution=distribution, **_ARGUMENTS)
     return root, {name: r.alphas for name, r in recorded.items()}

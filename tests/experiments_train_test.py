@@ -1,20 +1,26 @@
 """Tests for experiments/train.py on every backend: run folder, SIGKILL, NaN."""
 
+import glob
 import json
 import os
 import subprocess
 import sys
 import textwrap
 
-import h5py
 import keras
 import numpy as np
 import pytest
+import rlr_keras
 from absl import flags
+from rlr_keras import random_factor
+from tensorboard.backend.event_processing import event_file_loader
+from tensorboardX.proto import api_pb2
+from tensorboardX.proto import plugin_hparams_pb2
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _EXPERIMENTS = os.path.join(_REPO, "experiments")
 
+from _helpers import weights as _weights  # noqa: E402
 import _rundir  # noqa: E402
 import train  # noqa: E402
 
@@ -30,15 +36,6 @@ _TINY = dict(model="mlp", dataset="digits",
 _PROBE = 32
 # Subprocesses import this checkout's rlr_keras and experiments.
 _ENVIRONMENT = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=_REPO)
-
-
-def _weights(path):
-    """Returns {name: array} of every dataset in a .weights.h5 file."""
-    arrays = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, item: arrays.__setitem__(name, item[()])
-                     if isinstance(item, h5py.Dataset) else None)
-    return arrays
 
 
 def _without_wall_time(rows):
@@ -93,9 +90,57 @@ def test_metrics_are_sane(finished_run):
     assert summary["final_test_accuracy"] == rows[-1]["test_accuracy"]
     assert summary["best_test_accuracy"] == max(
         row["test_accuracy"] for row in rows)
+    for row in rows:  # --evaluate_train (default) and LearningRateMonitor.
+        assert row["train_eval_loss"] > 0
+        assert 0.0 <= row["train_eval_accuracy"] <= 1.0
+        assert 0.0 <= row["alpha_mean"] <= 2.0 and row["alpha_std"] > 0
+    assert summary["final_train_eval_accuracy"] == rows[-1][
+        "train_eval_accuracy"]
     np.testing.assert_allclose(
         summary["generalization_gap"],
-        rows[-1]["train_accuracy"] - rows[-1]["test_accuracy"])
+        rows[-1]["train_eval_accuracy"] - rows[-1]["test_accuracy"])
+
+
+def test_evaluating_the_training_set_changes_no_training_result(tmp_path):
+    rows = {}
+    for evaluate_train in (False, True):
+        output_dir = str(tmp_path / str(evaluate_train))
+        train.run(output_dir=output_dir, evaluate_train=evaluate_train,
+                  **_TINY)
+        rows[evaluate_train] = _without_wall_time(
+            _rundir.read_jsonl(os.path.join(output_dir, "metrics.jsonl")))
+    for row in rows[True]:
+        del row["train_eval_loss"], row["train_eval_accuracy"]
+    assert rows[True] == rows[False]
+
+
+def test_hparams_session_has_the_real_status(finished_run):
+    output_dir, _ = finished_run
+    contents = {}
+    for path in glob.glob(os.path.join(output_dir, "tensorboard",
+                                       "events.out.tfevents*")):
+        for event in event_file_loader.EventFileLoader(path).Load():
+            for value in event.summary.value:
+                contents[value.tag] = plugin_hparams_pb2.HParamsPluginData(
+                    ).FromString(value.metadata.plugin_data.content)
+    start = contents["_hparams_/session_start_info"].session_start_info
+    assert start.hparams["protocol"].string_value == "random"
+    assert start.hparams["learning_rate"].number_value == 0.05
+    assert start.group_name == "random"
+    end = contents["_hparams_/session_end_info"].session_end_info
+    assert end.status == api_pb2.Status.Value("STATUS_SUCCESS")
+
+
+def test_failed_run_ends_its_hparams_session_with_failure(tmp_path):
+    log_dir = str(tmp_path)
+    _rundir.write_hparams_session_end(log_dir, success=False)
+    (path,) = [os.path.join(log_dir, name) for name in os.listdir(log_dir)]
+    (event,) = [e for e in event_file_loader.EventFileLoader(path).Load()
+                if e.summary.value]
+    content = plugin_hparams_pb2.HParamsPluginData.FromString(
+        event.summary.value[0].metadata.plugin_data.content)
+    assert content.session_end_info.status == api_pb2.Status.Value(
+        "STATUS_FAILURE")
 
 
 def test_flags_file_replays_the_run(finished_run):
@@ -136,22 +181,17 @@ def test_resume_after_sigkill_is_identical(tmp_path):
     script.write_text(textwrap.dedent(f"""
         import os, signal, sys
         sys.path.insert(0, {_EXPERIMENTS!r})
+        import _callbacks
         import train
 
-        original = train._callback_classes
+        record = _callbacks.MetricsRecorder.on_epoch_end
 
-        def killing_classes():
-            recorder, stopper = original()
+        def record_then_kill(self, epoch, logs=None):
+            record(self, epoch, logs)
+            if epoch == 1:
+                os.kill(os.getpid(), signal.SIGKILL)
 
-            class KillAfterEpoch2(recorder):
-                def on_epoch_end(self, epoch, logs=None):
-                    super().on_epoch_end(epoch, logs)
-                    if epoch == 1:
-                        os.kill(os.getpid(), signal.SIGKILL)
-
-            return KillAfterEpoch2, stopper
-
-        train._callback_classes = killing_classes
+        _callbacks.MetricsRecorder.on_epoch_end = record_then_kill
         train.run(output_dir={resumed!r}, **{arguments!r})
     """))
     completed = subprocess.run([sys.executable, str(script)], cwd=_REPO,
@@ -198,12 +238,14 @@ def test_nan_loss_fails_the_run_with_a_reason(tmp_path):
 
 
 @pytest.mark.parametrize("arguments, message", [
-    (dict(protocol="cyclic"), "--period is required"),
-    (dict(protocol="constant", period=6.0), "--period applies only"),
-    (dict(protocol="random", delta=0.0), "--delta must be in"),
+    (dict(protocol="cyclic"), "period is required"),
+    (dict(protocol="constant", period=6.0), "period must be None"),
+    (dict(protocol="random", delta=0.0), "delta must be in"),
+    (dict(protocol="constant", delta=1.0), "delta must be 0"),
     (dict(batch_size=0), "batch_size"),
     (dict(dataset="idx"), "needs a folder"),
-    (dict(model="resnet"), "model must be one of"),
+    (dict(model="resnet"), "--model must be one of"),
+    (dict(protocol="sometimes"), "--protocol must be one of"),
 ])
 def test_invalid_arguments_fail_before_training(tmp_path, arguments, message):
     output_dir = str(tmp_path / "bad")
@@ -213,11 +255,10 @@ def test_invalid_arguments_fail_before_training(tmp_path, arguments, message):
 
 
 @pytest.mark.parametrize("argv", [
-    ["--protocol=constant", "--period=6"],
-    ["--protocol=cyclic"],
     ["--protocol=sometimes"],
-    ["--delta=1.5"],
+    ["--model=resnet"],
     ["--batch_size=0"],
+    ["--seed=-1"],
 ])
 def test_invalid_flags_are_rejected_at_parse_time(argv):
     try:
@@ -225,6 +266,15 @@ def test_invalid_flags_are_rejected_at_parse_time(argv):
             flags.FLAGS(["train.py", "--output_dir=/nonexistent"] + argv)
     finally:
         flags.FLAGS.unparse_flags()
+
+
+def test_flag_choices_are_the_library_lists():
+    def choices(name):
+        return tuple(flags.FLAGS[name].parser.enum_values)
+
+    assert choices("protocol") == rlr_keras.PROTOCOLS
+    assert choices("model") == rlr_keras.MODEL_NAMES
+    assert train._SEED_MAX == random_factor.SEED_MAX
 
 
 @pytest.mark.parametrize("distribution, backend", [
@@ -242,7 +292,7 @@ def test_distribution_of_another_backend_is_refused_before_training(
 
 
 def test_vgg16_trains_one_epoch_on_cifar_format_files(tmp_path):
-    from data_test import write_cifar_folder  # pylint: disable=import-outside-toplevel
+    from _helpers import write_cifar_folder  # pylint: disable=import-outside-toplevel
 
     write_cifar_folder(tmp_path / "cifar", per_batch=8, xz=True)
     summary = train.run(
@@ -278,3 +328,90 @@ def test_train_py_runs_on_jax_without_tensorflow(tmp_path):
     config = _rundir.read_json(os.path.join(output_dir, "config.json"))
     assert config["versions"]["backend"] == "jax"
     assert "tensorflow" not in config["versions"]
+
+
+# BackupAndRestore's files -------------------------------------------------
+
+
+@pytest.fixture
+def keras_backup(tmp_path):
+    """A BackupAndRestore folder after 2 epochs of 4 steps; returns it."""
+    from rlr_keras import RandomLRSGD  # pylint: disable=import-outside-toplevel
+
+    backup_dir = str(tmp_path / "backup")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer=RandomLRSGD(0.01, momentum=0.9, seed=0),
+                  loss="mse")
+    model.fit(np.ones((8, 3)), np.ones((8, 2)), batch_size=2, epochs=2,
+              verbose=0, callbacks=[keras.callbacks.BackupAndRestore(
+                  backup_dir, double_checkpoint=True,
+                  delete_checkpoint=False)])
+    return backup_dir
+
+
+def test_keras_backup_files_are_where_train_py_looks(keras_backup):
+    # Fails if Keras renames BackupAndRestore's private files or moves the
+    # step counter in its weights files: train._backup_files then needs
+    # updating.
+    (weights, metadata), (old_weights, old_metadata) = train._backup_files(
+        keras_backup)
+    assert sorted(os.listdir(keras_backup)) == sorted(
+        os.path.basename(path)
+        for path in (weights, metadata, old_weights, old_metadata))
+    assert _rundir.read_json(metadata)["epoch"] == 2
+    assert _rundir.read_json(old_metadata)["epoch"] == 1
+    assert train._saved_iterations(weights) == 8
+    assert train._saved_iterations(old_weights) == 4
+    assert train._resume_epoch(keras_backup, steps_per_epoch=4) == 2
+
+
+def test_torn_backup_weights_fall_back_to_the_previous_pair(keras_backup):
+    (weights, metadata), (old_weights, _) = train._backup_files(keras_backup)
+    with open(weights, "r+b") as f:
+        f.truncate(100)
+    assert train._resume_epoch(keras_backup, steps_per_epoch=4) == 1
+    assert _rundir.read_json(metadata)["epoch"] == 1
+    assert train._saved_iterations(weights) == 4
+    with open(weights, "rb") as f, open(old_weights, "rb") as g:
+        assert f.read() == g.read()
+
+
+def test_weights_newer_than_metadata_fall_back(keras_backup):
+    # A kill between Keras' weights write and its metadata write.
+    (_, metadata), _ = train._backup_files(keras_backup)
+    _rundir.write_json(metadata, {"epoch": 1, "batch": 0})
+    assert train._resume_epoch(keras_backup, steps_per_epoch=4) == 1
+
+
+def test_torn_metadata_falls_back(keras_backup):
+    (_, metadata), _ = train._backup_files(keras_backup)
+    with open(metadata, "w") as f:
+        f.write('{"epo')
+    assert train._resume_epoch(keras_backup, steps_per_epoch=4) == 1
+
+
+def test_unusable_backup_starts_over(keras_backup):
+    for weights, _ in train._backup_files(keras_backup):
+        with open(weights, "r+b") as f:
+            f.truncate(10)
+    assert train._resume_epoch(keras_backup, steps_per_epoch=4) == 0
+    assert not os.path.exists(keras_backup)
+
+
+def test_hparams_experiment_lists_the_hparams_and_metrics(tmp_path):
+    # The sweep root's summary; runs write their own sessions.
+    _rundir.write_hparams_experiment(
+        str(tmp_path), {"protocol": ["constant", "random"],
+                        "learning_rate": [0.05]},
+        [("validation", "epoch_accuracy"),
+         ("", "epoch_train_eval_accuracy", "Evaluated train accuracy.")])
+    (path,) = glob.glob(str(tmp_path / "events.out.tfevents*"))
+    (event,) = [e for e in event_file_loader.EventFileLoader(path).Load()
+                if e.summary.value]
+    experiment = plugin_hparams_pb2.HParamsPluginData.FromString(
+        event.summary.value[0].metadata.plugin_data.content).experiment
+    assert [info.name for info in experiment.hparam_infos] == [
+        "protocol", "learning_rate"]
+    assert [(info.name.group, info.name.tag)
+            for info in experiment.metric_infos] == [
+        ("validation", "epoch_accuracy"), ("", "epoch_train_eval_accuracy")]

@@ -1,0 +1,110 @@
+"""The Keras callbacks of train.py: divergence stop, training-set evaluation,
+the metrics file.
+
+A module of its own so that train.py imports Keras only when it trains
+(`--help` and flag errors stay instant).
+"""
+
+import math
+import time
+
+import keras
+
+import _rundir
+
+# Keras' epoch-log names -> metrics.jsonl names.
+_RENAMES = {"loss": "train_loss", "accuracy": "train_accuracy",
+            "val_loss": "test_loss", "val_accuracy": "test_accuracy"}
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Raises FloatingPointError at the end of an epoch whose loss is NaN/inf.
+
+    The epoch's loss is Keras' running mean over its batches, so a NaN or
+    infinite loss in any batch makes it non-finite. It is read once per epoch
+    (reading it every batch costs a host sync per step). Listed before
+    MetricsRecorder and BackupAndRestore: raising ends `fit` before they
+    run, so neither metrics.jsonl nor the backup records the diverged epoch.
+    """
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise FloatingPointError(
+                f"training loss became {float(loss)} in epoch {epoch + 1}; "
+                "the run stopped (lower --learning_rate, or check the data)")
+
+
+class TrainEvaluation(keras.callbacks.Callback):
+    """Evaluates the model on the whole training set after every epoch.
+
+    Adds `train_eval_loss` and `train_eval_accuracy` to the epoch logs: the
+    loss and accuracy of the end-of-epoch weights on the training split
+    (unshuffled, no update), comparable with the test metrics, unlike Keras'
+    running means over the epoch (`loss`, `accuracy`).
+
+    Args:
+        data: the evaluation pipeline of the training split.
+        steps: int, its number of batches.
+    """
+
+    def __init__(self, data, steps):
+        super().__init__()
+        self.data = data
+        self.steps = steps
+
+    def on_epoch_end(self, epoch, logs=None):
+        results = self.model.evaluate(self.data, steps=self.steps, verbose=0,
+                                      return_dict=True)
+        if logs is not None:
+            for name, value in results.items():
+                logs[f"train_eval_{name}"] = float(value)
+
+
+class MetricsRecorder(keras.callbacks.Callback):
+    """Writes metrics.jsonl at the end of every epoch (atomically).
+
+    Listed before BackupAndRestore, so that a kill between the two writes
+    leaves a metrics row for an epoch the backup does not hold; the first
+    epoch of the next attempt drops such rows.
+    """
+
+    def __init__(self, path, expected_initial_epoch):
+        super().__init__()
+        self.path = path
+        self.expected_initial_epoch = expected_initial_epoch
+        self.rows = None
+        self.start = None
+        self.previous_wall_time = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.rows is not None:
+            return
+        if epoch != self.expected_initial_epoch:
+            raise RuntimeError(
+                f"BackupAndRestore resumed at epoch {epoch}, but its "
+                f"metadata said {self.expected_initial_epoch}")
+        self.rows = [row for row in _rundir.read_jsonl(self.path)
+                     if row["epoch"] <= epoch]
+        if len(self.rows) != epoch:
+            raise RuntimeError(
+                f"{self.path} holds {len(self.rows)} epochs, but the "
+                f"backup resumes after epoch {epoch}")
+        if self.rows:
+            self.previous_wall_time = self.rows[-1]["wall_time_s"]
+        self.start = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch + 1}
+        for key, value in (logs or {}).items():
+            name = _RENAMES.get(key, key)
+            if name.startswith("val_"):
+                name = "test_" + name[len("val_"):]
+            row[name] = float(value)
+        if "learning_rate" not in row:
+            row["learning_rate"] = float(keras.ops.convert_to_numpy(
+                self.model.optimizer.learning_rate))
+        row["wall_time_s"] = (self.previous_wall_time
+                              + time.monotonic() - self.start)
+        self.rows.append(row)
+        _rundir.write_jsonl(self.path, self.rows)

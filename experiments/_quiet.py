@@ -1,0 +1,82 @@
+"""Keeps TensorFlow's start-up noise off the user's terminal.
+
+Importing TensorFlow 2.21 writes lines such as `oneDNN custom operations are
+on`, `Could not find cuda drivers` and `cpu_feature_guard` straight to file
+descriptor 2, before `absl::InitializeLog` runs, so `TF_CPP_MIN_LOG_LEVEL`
+alone does not hide them. `quiet_imports()` sets `TF_CPP_MIN_LOG_LEVEL=3` and
+runs the imports with descriptor 2 sent to a temporary file, then writes back
+every line that is not known start-up noise (a real warning or error still
+shows). A user who sets `TF_CPP_MIN_LOG_LEVEL` gets everything untouched.
+
+Standard library only, so that any experiment script can use it:
+
+```
+with _quiet.quiet_imports():
+    import keras
+```
+"""
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+
+# Lines TensorFlow (and its CUDA stubs) print while it is imported.
+_NOISE = re.compile("|".join([
+    r"All log messages before absl::InitializeLog\(\) is called",
+    r"oneDNN custom operations are on",
+    r"Could not find cuda drivers",
+    r"cpu_feature_guard",
+    r"To enable the following instructions: .* rebuild TensorFlow",
+    r"This TensorFlow binary is optimized to use available CPU",
+    r"Unable to register cu(DNN|FFT|BLAS) factory",
+    r"computation placer already registered",
+    r"TF-TRT Warning: Could not find TensorRT",
+    r"failed call to cuInit",
+]))
+
+
+_we_set_level = False  # Whether TF_CPP_MIN_LOG_LEVEL is ours, not the user's.
+
+
+def is_noise(line):
+    """Whether `line` is one of TensorFlow's known start-up messages."""
+    return _NOISE.search(line) is not None
+
+
+@contextlib.contextmanager
+def quiet_imports(stream=None):
+    """Runs the block with start-up noise on fd 2 filtered out.
+
+    Args:
+        stream: where the kept lines go; defaults to `sys.stderr`.
+    """
+    global _we_set_level
+    if "TF_CPP_MIN_LOG_LEVEL" in os.environ and not _we_set_level:
+        yield  # The user chose; touch nothing.
+        return
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    _we_set_level = True
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # No descriptor 2 (a daemon): nothing to keep clean.
+        yield
+        return
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [line for line in capture.read().decode(
+                "utf-8", "replace").splitlines(keepends=True)
+                    if not is_noise(line)]
+            if kept:
+                stream = stream or sys.stderr
+                stream.write("".join(kept))
+                stream.flush()
