@@ -108,3 +108,20 @@ class MetricsRecorder(keras.callbacks.Callback):
                               + time.monotonic() - self.start)
         self.rows.append(row)
         _rundir.write_jsonl(self.path, self.rows)
+
+
+class EpochBackup(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` at every epoch's end, async-safe.
+
+    With `save_freq="epoch"` its batch hook does nothing, but overriding it
+    makes Keras call every batch-end hook synchronously, with a host
+    synchronisation per step. Declared async-safe, it lets Keras (on JAX and
+    PyTorch) dispatch batch ends to a worker thread, as plain `fit` does.
+    """
+
+    async_safe = True
+
+    def __init__(self, backup_dir):
+        super().__init__(backup_dir, save_freq="epoch",
+                         double_checkpoint=True, delete_checkpoint=False)
+

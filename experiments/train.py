@@ -879,8 +879,7 @@ def _fit_arguments(config, setup, strategy, initial_epoch, backup_dir,
         _callbacks.MetricsRecorder(
             os.path.join(setup.output_dir, _rundir.METRICS_FILE),
             initial_epoch),
-        keras.callbacks.BackupAndRestore(
-            backup_dir, double_checkpoint=True, delete_checkpoint=False),
+        _callbacks.EpochBackup(backup_dir),
         rlr_callbacks.EpochSummaries(log_dir),
     ]
     return dict(x=train_data, epochs=config.epochs,

@@ -54,8 +54,14 @@ def alphas_at(optimizer, steps):
     """
     steps = np.asarray(steps, dtype=np.int64)
     alphas = np.ones(steps.shape, dtype=np.float32)
+    flat = steps.ravel()
+    # Padded to a power of two: eager JAX compiles every op once per shape,
+    # and the ranges a monitor asks for differ in length from call to call.
+    padded = np.zeros(max(256, 1 << max(flat.size - 1, 0).bit_length()),
+                      dtype=np.int64)
+    padded[:flat.size] = flat
     for source in alpha_sources(optimizer):
-        values = ops.convert_to_numpy(source.alpha_at(steps.ravel()))
+        values = ops.convert_to_numpy(source.alpha_at(padded))[:flat.size]
         alphas = alphas * values.astype(np.float32).reshape(steps.shape)
     return alphas
 
