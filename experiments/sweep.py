@@ -70,11 +70,14 @@ from absl import app
 from absl import flags
 from absl import logging
 
+import _quiet
 import _rundir
 import plot
 import train
-from rlr_keras.protocols import PROTOCOLS
-from rlr_keras.random_factor import SEED_MAX
+
+with _quiet.quiet_imports():  # rlr_keras imports Keras (and TensorFlow).
+    from rlr_keras.protocols import PROTOCOLS
+    from rlr_keras.random_factor import SEED_MAX
 
 _ROOT = flags.DEFINE_string(
     "root", None, "Folder holding one run folder per grid point. Required.")

@@ -17,15 +17,13 @@ An invalid request prints one line `error: ...` to stderr and exits with
 status 2.
 """
 
-import os
 import sys
 
 from absl import app
 from absl import flags
 
-# rlr_keras imports Keras (and TensorFlow, where installed): keep the C++
-# start-up logs off the one-line output.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import _quiet
+
 
 _QUANTITIES = ("learning_rate", "batch_size", "momentum")
 
@@ -76,7 +74,8 @@ def parse_match(items):
 
 
 def _describe(config):
-    from rlr_keras import temperature  # pylint: disable=g-import-not-at-top
+    with _quiet.quiet_imports():  # rlr_keras imports Keras (TensorFlow).
+        from rlr_keras import temperature  # pylint: disable=g-import-not-at-top
 
     return (f"learning_rate={config.learning_rate:.6g} "
             f"batch_size={config.batch_size} momentum={config.momentum:.6g} "
@@ -90,7 +89,8 @@ def run(*, learning_rate, batch_size, momentum=0.0, match=(),
     Raises:
         ValueError: for an invalid or unsolvable request.
     """
-    from rlr_keras import temperature  # pylint: disable=g-import-not-at-top
+    with _quiet.quiet_imports():  # rlr_keras imports Keras (TensorFlow).
+        from rlr_keras import temperature  # pylint: disable=g-import-not-at-top
 
     new = parse_match(match)
     reference = temperature.Hyperparameters(learning_rate, batch_size,

@@ -822,7 +822,6 @@ def _train_in_folder(config, arguments, setup, strategy):
 def _fit_arguments(config, setup, strategy, initial_epoch, backup_dir,
                    log_dir):
     """The pipelines and callbacks of `fit`, in the order they must run."""
-    import keras  # pylint: disable=g-import-not-at-top
 
     import rlr_keras  # pylint: disable=g-import-not-at-top
     from rlr_keras import callbacks as rlr_callbacks  # pylint: disable=all

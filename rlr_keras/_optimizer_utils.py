@@ -27,12 +27,29 @@ def unwrap(optimizer):
 
 
 def learning_rate_object(optimizer):
-    """Returns the learning rate as given: a variable, schedule or callable.
+    """Returns the learning rate as given: a variable or a schedule.
 
-    Keras keeps the constructor's learning rate in `_learning_rate`; the
-    public property evaluates it, which hides what kind it is.
+    Public API only. For a float learning rate `optimizer.learning_rate` is
+    the `keras.Variable` itself. For a `LearningRateSchedule` that property
+    is its current value, so the schedule is rebuilt from the optimizer's
+    config: the same class and arguments, hence the same values (a random
+    schedule's seed included). `None` when neither applies (a callable, or a
+    schedule class Keras cannot deserialize); callers then read only
+    `optimizer.learning_rate`.
     """
-    return getattr(optimizer, "_learning_rate", None)
+    current = optimizer.learning_rate
+    if isinstance(current, keras.Variable):
+        return current
+    config = optimizer.get_config().get("learning_rate")
+    if not isinstance(config, dict):
+        return None
+    try:
+        schedule = keras.saving.deserialize_keras_object(config)
+    except (TypeError, ValueError):
+        return None
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return schedule
+    return None
 
 
 def alpha_sources(optimizer):
@@ -94,6 +111,8 @@ def learning_rates_at(optimizer, steps):
     callable holds one value, the current one. float32 NumPy.
     """
     learning_rate = _base_learning_rate(optimizer)
+    if learning_rate is None:  # Not rebuildable: its current value.
+        learning_rate = unwrap(optimizer).learning_rate
     if isinstance(learning_rate,
                   keras.optimizers.schedules.LearningRateSchedule):
         return np.array(
@@ -121,6 +140,8 @@ def mean_learning_rate(optimizer):
     `learning_rate` (at the current step, if that is a schedule) as mean.
     """
     learning_rate = _base_learning_rate(optimizer)
+    if learning_rate is None:  # Not rebuildable: its current value.
+        learning_rate = unwrap(optimizer).learning_rate
     if isinstance(learning_rate,
                   keras.optimizers.schedules.LearningRateSchedule):
         return float(learning_rates_at(optimizer, [iterations(optimizer)])[0])
