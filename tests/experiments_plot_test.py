@@ -425,13 +425,13 @@ def test_regenerates_from_committed_run_records(tmp_path):
 def test_plot_imports_no_deep_learning_framework(sweep_root, tmp_path):
     root, _ = sweep_root
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import plot; "
-        "plot.run(runs=[sys.argv[2]], plot_dir=sys.argv[3]); "
+        "import sys, plot; "
+        "plot.run(runs=[sys.argv[1]], plot_dir=sys.argv[2]); "
         "loaded = [m for m in ('tensorflow', 'keras', 'jax', 'torch', "
         "'rlr_keras') if m in sys.modules]; "
         "assert not loaded, loaded")
     result = subprocess.run(
-        [sys.executable, "-c", code, _EXPERIMENTS, root,
-         str(tmp_path / "plots")],
-        capture_output=True, text=True, timeout=120, check=False)
+        [sys.executable, "-c", code, root, str(tmp_path / "plots")],
+        capture_output=True, text=True, timeout=120, check=False,
+        env=dict(os.environ, PYTHONPATH=_EXPERIMENTS))
     assert result.returncode == 0, result.stderr

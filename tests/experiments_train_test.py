@@ -35,7 +35,8 @@ _TINY = dict(model="mlp", dataset="digits",
              deterministic=True, verbose=0)
 _PROBE = 32
 # Subprocesses import this checkout's rlr_keras and experiments.
-_ENVIRONMENT = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=_REPO)
+_ENVIRONMENT = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+                    PYTHONPATH=os.pathsep.join([_REPO, _EXPERIMENTS]))
 
 
 def _without_wall_time(rows):
@@ -179,8 +180,7 @@ def test_resume_after_sigkill_is_identical(tmp_path):
     resumed = str(tmp_path / "resumed")
     script = tmp_path / "killed_run.py"
     script.write_text(textwrap.dedent(f"""
-        import os, signal, sys
-        sys.path.insert(0, {_EXPERIMENTS!r})
+        import os, signal
         import _callbacks
         import train
 
@@ -314,7 +314,6 @@ def test_train_py_runs_on_jax_without_tensorflow(tmp_path):
         sys.modules["tensorflow_datasets"] = None
         sys.argv = ["train.py", "--dataset=digits", "--epochs=1",
                     "--verbose=0", "--output_dir={output_dir}"]
-        sys.path.insert(0, {_EXPERIMENTS!r})
         import runpy
         runpy.run_path({os.path.join(_EXPERIMENTS, "train.py")!r},
                        run_name="__main__")
