@@ -15,7 +15,6 @@ splitting, all-reduce, mirrored updates), not scaling.
 (`experiments` on PYTHONPATH: it imports `experiments/_distribution.py`.)
 """
 
-import argparse
 import os
 import statistics
 import sys
@@ -33,7 +32,6 @@ tf.config.set_logical_device_configuration(
      tf.config.LogicalDeviceConfiguration()])
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
 try:
     import _distribution  # noqa: E402
@@ -42,6 +40,7 @@ except ImportError:
              "run it as PYTHONPATH=.:experiments python "
              "benchmarks/distribution_overhead.py")
 
+import _synthetic  # noqa: E402
 from rlr_keras import RandomLRSGD  # noqa: E402
 from rlr_keras.models import build_model  # noqa: E402
 
@@ -58,15 +57,8 @@ def make_model(strategy):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--batch_size", type=int, default=256)
-    args = parser.parse_args()
-    rng = np.random.default_rng(0)
-    n = args.steps * args.batch_size
-    images = rng.random((n, 28, 28, 1), dtype=np.float32)
-    labels = rng.integers(0, 10, size=n).astype(np.int32)
+    args = _synthetic.parse_args(__doc__.splitlines()[0], steps=100)
+    images, labels = _synthetic.mnist_like(args.steps, args.batch_size)
     strategies = {
         "none": _distribution.make_strategy("none"),
         "mirrored": _distribution.make_strategy(

@@ -10,7 +10,6 @@ Target: ratio <= 1.02.
     python benchmarks/optimizer_overhead.py [--rounds 7] [--steps 200]
 """
 
-import argparse
 import os
 import statistics
 import time
@@ -18,8 +17,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
-import numpy as np  # noqa: E402
 
+import _synthetic  # noqa: E402
 from rlr_keras import RandomLRSGD  # noqa: E402
 from rlr_keras.models import build_model  # noqa: E402
 
@@ -45,15 +44,8 @@ def make_optimizer(kind):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--batch_size", type=int, default=256)
-    args = parser.parse_args()
-    rng = np.random.default_rng(0)
-    n = args.steps * args.batch_size
-    x = rng.random((n, 28, 28, 1), dtype=np.float32)
-    y = rng.integers(0, 10, size=n)
+    args = _synthetic.parse_args(__doc__.splitlines()[0], steps=200)
+    x, y = _synthetic.mnist_like(args.steps, args.batch_size)
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}, "
           f"{args.steps} steps x batch {args.batch_size}, "
           f"{args.rounds} interleaved rounds")

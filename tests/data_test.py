@@ -232,18 +232,15 @@ def test_cifar10_batches_errors_name_the_file(tmp_path):
     (tmp_path / "test_batch").write_bytes(b"\x80\x04garbage")
     with pytest.raises(ValueError, match="test_batch could not be read"):
         data.load_dataset(f"cifar10_batches:{tmp_path}")
-    with open(tmp_path / "test_batch", "wb") as f:
-        pickle.dump({b"data": np.zeros((2, 100), np.uint8),
-                     b"labels": [0, 1]}, f)
-    with pytest.raises(ValueError, match=r"test_batch has data .* shape "
-                                         r"\(2, 100\)"):
-        data.load_dataset(f"cifar10_batches:{tmp_path}")
-    with open(tmp_path / "test_batch", "wb") as f:
-        pickle.dump({b"data": np.zeros((2, 3072), np.uint8),
-                     b"labels": [0, 10]}, f)
-    with pytest.raises(ValueError, match=r"test_batch has label 10 at index "
-                                         r"1 .*expected labels in \[0, 9\]"):
-        data.load_dataset(f"cifar10_batches:{tmp_path}")
+    for pixels, labels, message in [
+            (100, [0, 1], r"test_batch has data .* shape \(2, 100\)"),
+            (3072, [0, 10], r"test_batch has label 10 at index 1 .*expected "
+                            r"labels in \[0, 9\]")]:
+        with open(tmp_path / "test_batch", "wb") as f:
+            pickle.dump({b"data": np.zeros((2, pixels), np.uint8),
+                         b"labels": labels}, f)
+        with pytest.raises(ValueError, match=message):
+            data.load_dataset(f"cifar10_batches:{tmp_path}")
 
 
 def test_cifar10_batches_read_xz_files_like_plain_ones(tmp_path):

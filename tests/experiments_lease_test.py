@@ -46,11 +46,16 @@ def _lease(tmp_path, *args):
         timeout=600, check=False)
 
 
+def _lease_log(tmp_path, budget_s):
+    """Runs a lease of `budget_s` seconds; returns its lease.log."""
+    completed = _lease(tmp_path, "run", str(budget_s))
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return (tmp_path / "out" / "lease.log").read_text()
+
+
 def test_lease_brings_back_compact_records_that_unpack_and_resume(tmp_path):
     write_cifar_folder(tmp_path / "cifar", per_batch=8, xz=True)
-    completed = _lease(tmp_path, "run", "300")
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    log = (tmp_path / "out" / "lease.log").read_text()
+    log = _lease_log(tmp_path, 300)
     assert "sweep exit status: 0" in log, log[-3000:]
     assert (tmp_path / "out" / "card.txt").read_text().strip()
     with tarfile.open(tmp_path / "out" / "records.tar.gz") as archive:
@@ -71,16 +76,12 @@ def test_lease_brings_back_compact_records_that_unpack_and_resume(tmp_path):
     assert not list(record.glob("*.h5"))
 
     # The next lease starts from the committed records: nothing to retrain.
-    again = _lease(tmp_path, "run", "300")
-    assert again.returncode == 0, again.stderr[-3000:]
-    log = (tmp_path / "out" / "lease.log").read_text()
+    log = _lease_log(tmp_path, 300)
     assert "0 to go" in log or "2 done already" in log, log[-3000:]
 
 
 def test_lease_stops_at_its_budget_and_still_packs(tmp_path):
     write_cifar_folder(tmp_path / "cifar", per_batch=8, xz=True)
-    completed = _lease(tmp_path, "run", "1")
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    log = (tmp_path / "out" / "lease.log").read_text()
+    log = _lease_log(tmp_path, 1)
     assert "sweep exit status: 124" in log, log[-3000:]
     assert (tmp_path / "out" / "records.tar.gz").exists()
