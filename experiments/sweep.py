@@ -441,7 +441,7 @@ def _duration(seconds):
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
-def run(*, root, base_arguments, protocols=("constant", "random", "cyclic"),
+def run(*, root, base_arguments, protocols=PROTOCOLS,
         seeds=(0, 1, 2), periods=None, grid=(), variants=(),
         launcher="inprocess", make_plots=True, title=None, group_by=None,
         equivalence_margin=0.005, dry_run=False):

@@ -119,13 +119,12 @@ class Config:
 
 _DEFAULT = Config()
 
-# One definition of each name list: the library's. Imported lazily (Keras
-# loads slowly) for everything but the flag definitions, which need them now;
-# rlr_keras.protocols and models import Keras, so the lists are repeated here
-# and checked against the library's by tests/experiments_train_test.py.
-_PROTOCOLS = ("constant", "random", "cyclic")
-_MODEL_NAMES = ("mlp", "cnn", "vgg16")
-_SEED_MAX = 2**32 - 1
+# One definition of each name list: the library's (importing it loads Keras,
+# so `--help` takes a few seconds).
+with _quiet.quiet_imports():
+    from rlr_keras.models import MODEL_NAMES as _MODEL_NAMES  # noqa: E402
+    from rlr_keras.protocols import PROTOCOLS as _PROTOCOLS  # noqa: E402
+    from rlr_keras.random_factor import SEED_MAX as _SEED_MAX  # noqa: E402
 
 # Flags -----------------------------------------------------------------------
 # Names are those of `Config`'s fields, so that a flagfile, a run's
@@ -683,8 +682,7 @@ def _build(config, strategy):
 
     import _distribution  # pylint: disable=g-import-not-at-top
 
-    # The flags' choices repeat the library's lists (see _PROTOCOLS); `run`
-    # takes any string.
+    # The flags' choices are the library's lists; `run` takes any string.
     for flag, value, allowed in (("model", config.model, models.MODEL_NAMES),
                                  ("protocol", config.protocol,
                                   protocols.PROTOCOLS)):
