@@ -6,6 +6,10 @@ first imported, so it is fixed for the whole session.
 
 - Tests that only make sense on TensorFlow (tf.distribute, TFDS, tf.data)
   carry `@pytest.mark.tensorflow_only` and are skipped on the other backends.
+- Modules whose code under test does not depend on the backend (plot.py and
+  its statistics, the temperature formula and planner, train.py's argument
+  errors) carry `pytestmark = pytest.mark.backend_independent` and run once,
+  in the TensorFlow run, to keep the three runs short.
 - Two logical CPU devices are configured before a backend initializes its
   runtime: `/cpu:0` and `/cpu:1` on TensorFlow (MirroredStrategy tests), two
   host devices on JAX (`keras.distribution.DataParallel` tests).
@@ -43,6 +47,9 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers",
         "tensorflow_only: needs the TensorFlow backend (skipped on others)")
+    config.addinivalue_line(
+        "markers",
+        "backend_independent: runs once, in the TensorFlow run")
 
 
 def pytest_report_header(config):
@@ -56,6 +63,10 @@ def pytest_collection_modifyitems(config, items):
         return
     skip = pytest.mark.skip(
         reason=f"TensorFlow backend only (this run: {BACKEND})")
+    once = pytest.mark.skip(
+        reason="backend-independent: runs once, in the TensorFlow run")
     for item in items:
         if "tensorflow_only" in item.keywords:
             item.add_marker(skip)
+        elif "backend_independent" in item.keywords:
+            item.add_marker(once)

@@ -17,6 +17,8 @@ import _rundir  # noqa: E402
 import _stats  # noqa: E402
 import plot  # noqa: E402
 
+pytestmark = pytest.mark.backend_independent
+
 _EPOCHS = 4
 
 

@@ -8,6 +8,8 @@ from scipy import stats
 
 import _stats  # noqa: E402
 
+pytestmark = pytest.mark.backend_independent
+
 # Fixed numbers in the range of the paper's accuracies.
 _A = [0.9440, 0.9452, 0.9431, 0.9447, 0.9436]
 _B = [0.9444, 0.9460, 0.9429, 0.9455]

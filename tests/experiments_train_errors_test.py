@@ -24,6 +24,8 @@ import _quiet  # noqa: E402
 import _rundir  # noqa: E402
 import train  # noqa: E402
 
+pytestmark = pytest.mark.backend_independent
+
 _BACKEND = keras.backend.backend()
 _TRAIN = os.path.join(_EXPERIMENTS, "train.py")
 _ENVIRONMENT = {k: v for k, v in os.environ.items()

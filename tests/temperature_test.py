@@ -19,6 +19,8 @@ from rlr_keras.temperature import match_temperature
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 import temperature as temperature_script  # noqa: E402  pylint: disable=g-import-not-at-top
 
+pytestmark = pytest.mark.backend_independent
+
 
 # effective_temperature --------------------------------------------------------
 
