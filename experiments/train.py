@@ -311,16 +311,6 @@ def _nesterov(config):
     return config.nesterov
 
 
-def _check_tfds_name(spec, data_lib):
-    """Refuses what is neither a known form nor a TFDS name (e.g. `idxx:`)."""
-    # TFDS names: `name`, `name/config`, optionally `:version`.
-    if not re.fullmatch(r"[a-z0-9_]+(/[\w.-]+)?(:[\d*]+\.[\d*]+\.[\d*]+)?",
-                        spec):
-        raise ValueError(
-            f"--dataset={spec} is not a dataset; allowed: "
-            f"{'; '.join(data_lib.DATASET_SPEC_FORMS)}")
-
-
 def _check_tfds_reachable(name, data_dir):
     """Fails fast when TFDS has neither a prepared copy nor the network."""
     folder = os.path.expanduser(
@@ -694,7 +684,6 @@ def _build(config, strategy):
         config.learning_rate, config.batch_size, config.momentum)
     kind, name = data_lib.parse_dataset_spec(config.dataset)
     if kind == "tfds":
-        _check_tfds_name(name, data_lib)
         _check_tfds_reachable(name, config.data_dir)
     tf_strategy = (strategy is not None
                    and config.distribution != "data_parallel")

@@ -73,6 +73,8 @@ DATASET_SPEC_FORMS = (
 
 _PATH_KINDS = ("idx", "idx-split", "cifar10_batches")
 # What may follow a TFDS name's colon: a version such as "3.0.1" or "3.*.*".
+# TFDS builder names: `name` or `name/config`.
+_TFDS_NAME = re.compile(r"[a-z0-9_]+(/[\w.-]+)?")
 _TFDS_VERSION = re.compile(r"[0-9*]+(\.[0-9*]+)*")
 # MNIST, Fashion-MNIST and KMNIST: the classes of an IDX label file unless
 # `load_dataset(num_classes=...)` says otherwise.
@@ -177,6 +179,11 @@ def parse_dataset_spec(spec):
             f"prefixes are {', '.join(k + ':' for k in _PATH_KINDS)}, and a "
             "TFDS name takes only a version after ':', e.g. 'mnist:3.0.1'); "
             f"a dataset must be one of: {allowed}")
+    if not _TFDS_NAME.fullmatch(prefix):
+        raise ValueError(
+            f"dataset {spec!r} is not a TFDS name (lower-case letters, "
+            "digits and '_', optionally '/config'); a dataset must be one "
+            f"of: {allowed}")
     return "tfds", spec
 
 

@@ -393,6 +393,7 @@ def test_parse_dataset_spec(spec, expected):
     ("", "dataset must be one of"), (None, "dataset must be one of"),
     ("idx", "needs a folder: 'idx:PATH'"), ("idx:", "needs a folder"),
     ("/data/mnist", "needs a prefix"),
+    ("Bad Name", r"'Bad Name' is not a TFDS name"),
     ("idxx:/data/mnist", r"unknown prefix 'idxx:'.*idx:, idx-split:, "
                          r"cifar10_batches:.*must be one of"),
     ("mnist:/data", "unknown prefix 'mnist:'"),
