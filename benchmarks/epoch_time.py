@@ -9,7 +9,7 @@ interleaved rounds on this machine:
   read from the run's `metrics.jsonl` (`wall_time_s`, measured from the
   start to the end of each epoch, the test evaluation included).
 - `fit`: plain Keras `model.fit` on NumPy arrays with the same optimizer
-  (`RandomLRSGD`, Nesterov, XLA where the backend compiles), test evaluation
+  (`RandomLRSGD`, Nesterov, `--jit_compile` as train.py), test evaluation
   after every epoch (`validation_data`), timed from epoch start to end.
 - `torch`: a plain PyTorch eager loop a researcher would write: the same
   architecture, `torch.optim.SGD(momentum, nesterov=True)` with the gradient
@@ -17,7 +17,9 @@ interleaved rounds on this machine:
   epoch, test evaluation after every epoch.
 
 Every method uses batch C = 256, evaluates the whole test split after every
-epoch (batch 1024 for all three) and runs `--epochs` epochs per round; the
+epoch (fit and torch in batches of 1024; train.py in batches of C, as its
+runs always have, so that no recorded test loss changes) and runs
+`--epochs` epochs per round; the
 first epoch of each round (compilation, warm-up) is dropped and the median
 of the rest kept; the script prints the best of `--rounds` rounds for each
 method and the ratios train.py / torch (goal <= 0.8 for Model 1) and
@@ -29,7 +31,8 @@ by default a synthetic 60,000 / 10,000 set of random images is written to a
 temporary IDX folder (timing does not depend on the pixels).
 
     python benchmarks/epoch_time.py                       # Model 1
-    python benchmarks/epoch_time.py --model=cnn --train_size=6000 --epochs=3
+    python benchmarks/epoch_time.py --model=cnn --train_size=6000 \
+        --test_size=1000 --epochs=3 --nojit_compile       # Model 2
     KERAS_BACKEND=jax python benchmarks/epoch_time.py     # train.py on JAX
 """
 
@@ -66,6 +69,12 @@ _ROUNDS = flags.DEFINE_integer("rounds", 2, "Interleaved rounds.",
                                lower_bound=1)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "C.", lower_bound=1)
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 5e-3, "l.")
+_JIT_COMPILE = flags.DEFINE_bool(
+    "jit_compile", True,
+    "XLA for train.py and fit. On the TensorFlow CPU backend XLA is faster "
+    "for Model 1 and slower for Model 2 (TensorFlow's oneDNN convolutions), "
+    "so time Model 2 with --nojit_compile there; on JAX keep it (without "
+    "it Keras runs JAX eagerly).")
 _METHODS = flags.DEFINE_list("methods", ["train.py", "fit", "torch"],
                              "Methods to time, in this order.")
 _EVAL_BATCH_SIZE = 1024
@@ -104,7 +113,8 @@ def time_train_py(dataset, work_dir, round_index):
         f"--model={_MODEL.value}", f"--dataset={dataset}",
         "--protocol=random", f"--learning_rate={_LEARNING_RATE.value}",
         f"--batch_size={_BATCH_SIZE.value}", f"--epochs={_EPOCHS.value}",
-        "--jit_compile=true", "--verbose=0", "--noevaluate_train",
+        f"--jit_compile={str(_JIT_COMPILE.value).lower()}", "--verbose=0",
+        "--noevaluate_train",
         f"--output_dir={output_dir}"]
     subprocess.run(command, check=True, env=dict(os.environ))
     with open(os.path.join(output_dir, "metrics.jsonl")) as f:
@@ -125,7 +135,7 @@ def time_fit(data):
         optimizer=RandomLRSGD(_LEARNING_RATE.value, delta=1.0, momentum=0.9,
                               nesterov=True, seed=0),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"], jit_compile=True)
+        metrics=["accuracy"], jit_compile=_JIT_COMPILE.value)
     seconds = []
 
     class Timer(keras.callbacks.Callback):
@@ -237,8 +247,9 @@ def main(argv):
                       f"{seconds:.3f} s/epoch", flush=True)
     print(f"\nModel {_MODEL.value}, {data.num_train} training / "
           f"{data.num_test} test images, C = {_BATCH_SIZE.value}, Keras "
-          f"backend {keras.backend.backend()}, best of {_ROUNDS.value} "
-          f"rounds (median of epochs 2-{_EPOCHS.value}):")
+          f"backend {keras.backend.backend()}, jit_compile="
+          f"{_JIT_COMPILE.value}, best of {_ROUNDS.value} rounds (median of "
+          f"epochs 2-{_EPOCHS.value}):")
     print("| method | seconds per epoch |\n|---|---|")
     for method, seconds in best.items():
         print(f"| {method} | {seconds:.3f} |")

@@ -111,17 +111,39 @@ class MetricsRecorder(keras.callbacks.Callback):
 
 
 class EpochBackup(keras.callbacks.BackupAndRestore):
-    """`keras.callbacks.BackupAndRestore` at every epoch's end, async-safe.
+    """`keras.callbacks.BackupAndRestore` at an epoch's end, async-safe.
+
+    Backs up at the end of the first epoch that ends `every_s` seconds or
+    more after the previous backup (or the start): a killed run redoes at
+    most about that much training, and resumes exactly (every backup is at
+    an epoch's end). A backup costs a weights file write and copy (about
+    14 ms for Model 1 on the 2-core CPU, a fair part of its 0.2 s epoch,
+    and hundreds of MB per epoch for VGG16); `every_s=0` backs up every
+    epoch.
 
     With `save_freq="epoch"` its batch hook does nothing, but overriding it
     makes Keras call every batch-end hook synchronously, with a host
     synchronisation per step. Declared async-safe, it lets Keras (on JAX and
     PyTorch) dispatch batch ends to a worker thread, as plain `fit` does.
+
+    Args:
+        backup_dir: the backup folder.
+        every_s: float >= 0, the least time in seconds between two backups.
     """
 
     async_safe = True
 
-    def __init__(self, backup_dir):
+    def __init__(self, backup_dir, every_s=0.0):
         super().__init__(backup_dir, save_freq="epoch",
                          double_checkpoint=True, delete_checkpoint=False)
+        self.every_s = every_s
+        self._last_backup = None
 
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        self._last_backup = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.monotonic() - self._last_backup >= self.every_s:
+            super().on_epoch_end(epoch, logs)
+            self._last_backup = time.monotonic()

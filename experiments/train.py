@@ -65,6 +65,8 @@ python experiments/train.py --dataset=digits --model=mlp --protocol=random \
 import contextlib
 import dataclasses
 import glob
+import math
+import numbers
 import os
 import re
 import shutil
@@ -111,13 +113,19 @@ class Config:
     evaluate_train: bool = True
     jit_compile: bool = False
     mixed_precision: bool = False
-    steps_per_execution: int = 1
+    steps_per_execution: int = None
+    backup_every_s: float = 60.0
     distribution: str = "none"
     output_dir: str = None
     verbose: int = 1
 
 
 _DEFAULT = Config()
+# The --distribution values that are tf.distribute strategies.
+_TF_STRATEGIES = ("mirrored", "multi_worker")
+# The default --steps_per_execution is at most this many steps (a progress
+# bar that still moves; more saves nothing measurable).
+_AUTO_STEPS_PER_EXECUTION_MAX = 64
 
 # One definition of each name list: the library's (importing it loads Keras,
 # so `--help` takes a few seconds).
@@ -213,9 +221,20 @@ flags.DEFINE_bool(
     "Compute in float16 with float32 variables (mixed_float16 policy).")
 flags.DEFINE_integer(
     "steps_per_execution", _DEFAULT.steps_per_execution,
-    "Training steps run per compiled call; must divide the steps per epoch "
-    "(an exact resume needs epochs that end on a call boundary).",
+    "Training steps run per call of the compiled step (the progress bar "
+    "moves once per call); must divide the steps per epoch (an exact resume "
+    "needs epochs that end on a call boundary). It changes no result. "
+    "Default: the largest divisor of the steps per epoch up to "
+    f"{_AUTO_STEPS_PER_EXECUTION_MAX} (1 on PyTorch and under tf.distribute, "
+    "where Keras runs one step per call).",
     lower_bound=1)
+flags.DEFINE_float(
+    "backup_every_s", _DEFAULT.backup_every_s,
+    "Back up the training state (for an exact resume after a kill) at the "
+    "end of the first epoch that ends this many seconds or more after the "
+    "previous backup; a killed run redoes at most about this much "
+    "training. 0: after every epoch. It changes no result.",
+    lower_bound=0.0)
 flags.DEFINE_enum(
     "distribution", _DEFAULT.distribution,
     ["none", "mirrored", "multi_worker", "data_parallel"],
@@ -239,7 +258,10 @@ ARGUMENT_NAMES = tuple(field.name for field in dataclasses.fields(Config))
 
 # Arguments that may change between the attempts of one run.
 # A run may resume on another number of devices: the math is the same.
-_NOT_IDENTIFYING = frozenset({"verbose", "alpha_log_steps", "distribution"})
+# So may the steps per call (each step is the same compiled step) and when
+# backups are made.
+_NOT_IDENTIFYING = frozenset({"verbose", "alpha_log_steps", "distribution",
+                              "steps_per_execution", "backup_every_s"})
 
 _WEIGHTS_FILE = "model.weights.h5"
 _TRAIN_EVAL_BATCH = 1024  # About; see _fit_arguments.
@@ -341,12 +363,31 @@ def _check_data_sizes(config, num_train, steps):
             f"--temperature_probe={config.temperature_probe} is larger than "
             f"the training set ({num_train} examples); use at most "
             f"{num_train}, or 0 to turn the monitor off")
-    if steps % config.steps_per_execution:
+    if config.steps_per_execution and steps % config.steps_per_execution:
         divisors = [k for k in range(1, steps + 1) if steps % k == 0]
         raise ValueError(
             f"--steps_per_execution={config.steps_per_execution} does not "
             f"divide the {steps} steps of an epoch (an exact resume needs "
             f"whole epochs per call); use one of {divisors}")
+
+
+def _steps_per_execution(config, steps, backend, tf_strategy=False):
+    """--steps_per_execution, or its default for an epoch of `steps` steps.
+
+    `tf_strategy`: whether a tf.distribute strategy runs the steps.
+    """
+    spe = config.steps_per_execution
+    if spe is not None and spe > 1 and tf_strategy:
+        raise ValueError(
+            f"--steps_per_execution={spe} does not work under tf.distribute "
+            f"(--distribution={config.distribution}: Keras 3 fails to run "
+            "several steps per call there); leave it unset")
+    if spe is not None:
+        return spe
+    if backend == "torch" or tf_strategy:
+        return 1
+    return max(k for k in range(1, min(steps, _AUTO_STEPS_PER_EXECUTION_MAX)
+                                + 1) if steps % k == 0)
 
 
 # Run-folder bookkeeping -----------------------------------------------------
@@ -596,12 +637,48 @@ def _validate(config):
     config (the run folder as a str, the default --vgg_weights)."""
     _check_output_dir(config.output_dir)
     _parse_image_size(config.image_size)
+    backup_every_s = config.backup_every_s
+    if (isinstance(backup_every_s, bool)
+            or not isinstance(backup_every_s, numbers.Real)
+            or not 0.0 <= backup_every_s < math.inf):
+        raise ValueError(f"--backup_every_s must be a finite number >= 0 "
+                         f"(seconds), got {backup_every_s!r}")
+    spe = config.steps_per_execution
+    if spe is not None and (isinstance(spe, bool)
+                            or not isinstance(spe, numbers.Integral)
+                            or spe < 1):
+        raise ValueError(f"--steps_per_execution must be an integer >= 1 "
+                         f"or None (the default), got {spe!r}")
     vgg_weights = config.vgg_weights
     if vgg_weights is None:
         vgg_weights = "imagenet" if config.model == "vgg16" else "none"
     return dataclasses.replace(config,
                                output_dir=os.fspath(config.output_dir),
                                vgg_weights=vgg_weights)
+
+
+def _one_inter_op_thread_on_cpu():
+    """TensorFlow on a host without GPU: one inter-op thread.
+
+    The training loop runs one compiled step after another, so TensorFlow's
+    default inter-op pool (a thread per core) only competes with the
+    compiled step's own (intra-op) threads and tf.data for the cores: on
+    the 2-core CPU, Model 1's epoch is about 10 % faster with one
+    (`benchmarks/epoch_time.py`). No result changes. Left alone when the
+    process set a value itself or TensorFlow's runtime already started
+    (then it can no longer change).
+    """
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    threading = tf.config.threading
+    if (tf.config.list_physical_devices("GPU")
+            or threading.get_inter_op_parallelism_threads()):
+        return
+    try:
+        threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # The runtime started: its pool stays.
+        logging.info("TensorFlow already started: its inter-op threads "
+                     "stay as they are.")
 
 
 @contextlib.contextmanager
@@ -615,10 +692,11 @@ def _keras_state(config, strategy):
     backend = keras.backend.backend()
     if strategy is None:
         _distribution.check_backend(config.distribution, backend)
+    if backend == "tensorflow" and config.distribution == "none":
+        _one_inter_op_thread_on_cpu()
     # The strategy comes first: a multi-worker strategy must be created
     # before anything starts the TensorFlow runtime (protocols.build does).
-    if strategy is None and config.distribution in ("mirrored",
-                                                    "multi_worker"):
+    if strategy is None and config.distribution in _TF_STRATEGIES:
         strategy = _distribution.make_strategy(config.distribution)
     elif strategy is None and config.distribution == "data_parallel":
         strategy = _distribution.make_data_parallel()
@@ -736,7 +814,8 @@ def _build(config, strategy):
             metrics=[keras.metrics.SparseCategoricalAccuracy(
                 name="accuracy")],
             jit_compile=config.jit_compile,
-            steps_per_execution=config.steps_per_execution)
+            steps_per_execution=_steps_per_execution(
+                config, steps, keras.backend.backend(), tf_strategy))
         optimizer.build(network.trainable_variables)
     return _Setup(
         output_dir=_distribution.write_dir(config.output_dir, strategy),
@@ -809,6 +888,7 @@ def _train_in_folder(config, arguments, setup, strategy):
 def _fit_arguments(config, setup, strategy, initial_epoch, backup_dir,
                    log_dir):
     """The pipelines and callbacks of `fit`, in the order they must run."""
+    import keras  # pylint: disable=g-import-not-at-top
 
     import rlr_keras  # pylint: disable=g-import-not-at-top
     from rlr_keras import callbacks as rlr_callbacks  # pylint: disable=all
@@ -818,6 +898,11 @@ def _fit_arguments(config, setup, strategy, initial_epoch, backup_dir,
     import _distribution  # pylint: disable=g-import-not-at-top
 
     data = setup.data
+    # On TensorFlow the batches go through tf.data, the same batches in the
+    # same order (Keras would read the NumPy ones through a Python
+    # generator, one call per batch); under tf.distribute the strategy
+    # splits them (_distribution.distribute_dataset).
+    as_tf_data = keras.backend.backend() == "tensorflow"
     train_data = data_lib.train_pipeline(
         data.train_images, data.train_labels, batch_size=config.batch_size,
         seed=config.seed, epochs=config.epochs,
@@ -831,6 +916,8 @@ def _fit_arguments(config, setup, strategy, initial_epoch, backup_dir,
         steps = len(pipeline)
         if setup.tf_strategy:
             pipeline = _distribution.distribute_dataset(pipeline, strategy)
+        elif as_tf_data:
+            pipeline = pipeline.as_tf_dataset()
         return pipeline, steps
 
     # The test split in batches of C: a larger batch would change the test
@@ -839,6 +926,8 @@ def _fit_arguments(config, setup, strategy, initial_epoch, backup_dir,
                               config.batch_size)
     if setup.tf_strategy:
         train_data = _distribution.distribute_dataset(train_data, strategy)
+    elif as_tf_data:
+        train_data = train_data.as_tf_dataset()
 
     # Order matters: callbacks that add to the epoch logs come before those
     # that write them; the divergence check before anything records.
@@ -865,7 +954,7 @@ def _fit_arguments(config, setup, strategy, initial_epoch, backup_dir,
         _callbacks.MetricsRecorder(
             os.path.join(setup.output_dir, _rundir.METRICS_FILE),
             initial_epoch),
-        _callbacks.EpochBackup(backup_dir),
+        _callbacks.EpochBackup(backup_dir, config.backup_every_s),
         rlr_callbacks.EpochSummaries(log_dir),
     ]
     return dict(x=train_data, epochs=config.epochs,

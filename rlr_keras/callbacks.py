@@ -253,13 +253,15 @@ class LearningRateMonitor(keras.callbacks.Callback):
                 os.path.join(self.log_dir, "train"))
         return self._writer
 
-    def _write_steps(self, start, stop):
-        """Writes the per-step points for optimizer steps in [start, stop)."""
+    def _write_steps(self, start, alphas):
+        """Writes the per-step points of the steps `start + i` with alpha
+        `alphas[i]`."""
         first = -(-start // self.update_freq) * self.update_freq
-        steps = np.arange(first, stop, self.update_freq, dtype=np.int64)
+        steps = np.arange(first, start + len(alphas), self.update_freq,
+                          dtype=np.int64)
         if steps.size == 0:
             return
-        alphas = self._alphas(steps)
+        alphas = alphas[steps - start]
         learning_rates = self._base_learning_rates(steps)
         writer = self._train_writer
         for k, alpha, learning_rate in zip(steps, alphas, learning_rates):
@@ -276,11 +278,12 @@ class LearningRateMonitor(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         stop = self._iterations()
-        if self.update_freq != "epoch":
-            self._write_steps(self._epoch_first_step, stop)
         if stop <= self._epoch_first_step:
             return
+        # One evaluation of alpha per epoch, for the points and statistics.
         alphas = self._alphas(np.arange(self._epoch_first_step, stop))
+        if self.update_freq != "epoch":
+            self._write_steps(self._epoch_first_step, alphas)
         alpha_mean = np.mean(alphas, dtype=np.float64)
         alpha_std = np.std(alphas, dtype=np.float64)
         if logs is not None:

@@ -381,6 +381,9 @@ class ArrayBatches(keras.utils.PyDataset):
         self.steps_per_epoch = steps_per_epoch(
             num_examples, self.batch_size, drop_remainder=drop_remainder)
         self.images = normalize_images(images)
+        # The uint8 images, kept (not copied) for `as_tf_dataset`.
+        self._uint8_images = (images if isinstance(images, np.ndarray)
+                              and images.dtype == np.uint8 else None)
         # int32: the one integer type every backend takes without a copy
         # or a warning (JAX runs without 64-bit types by default).
         self.labels = np.asarray(labels).astype(np.int32)
@@ -428,19 +431,24 @@ class ArrayBatches(keras.utils.PyDataset):
 
         The fast path on the TensorFlow backend, where Keras would read this
         `PyDataset` through `tf.data.Dataset.from_generator`, one Python call
-        per batch (about 20 % slower per epoch for Model 1 on MNIST). Here
-        the epoch orders `epoch_order(N, seed=seed, epoch=e)` are drawn once
-        with NumPy, and TensorFlow does the rest: for each epoch, batch its
-        order, `tf.gather` the normalized images and the labels, pad as
-        `pad_to_multiple` says, prefetch. Batch i is `self[i]`, exactly.
+        per batch. Shuffled, the epoch orders `epoch_order(N, seed=seed,
+        epoch=e)` are drawn once with NumPy and TensorFlow does the rest, one
+        element per batch: batch i slices its indices out of the orders,
+        `tf.gather`s the images (normalized there, from uint8) and the
+        labels, pads as `pad_to_multiple` says, and is prefetched.
+        Unshuffled (an evaluation set, read every epoch), the batches are
+        made once and cached in memory, so a new pass costs no per-batch
+        work. Batch i is `self[i]`, bit for bit (`benchmarks/tf_pipeline.py`
+        measures what it saves).
 
         Give it to `model.fit` as the `PyDataset` itself (`epochs`,
         `initial_epoch`, `steps_per_epoch=self.steps_per_epoch`; Keras'
         `shuffle` does not apply to a `tf.data.Dataset`).
 
         Needs TensorFlow (on any Keras backend; use it with the TensorFlow
-        backend). Holds a second copy of the normalized images, as a
-        tensor, and the epoch orders as int32 (4 N bytes per epoch).
+        backend). Holds a copy of the images as a tensor (uint8 images as
+        uint8; others normalized), the epoch orders as int32 (4 N bytes per
+        epoch) or, unshuffled, the cached normalized batches.
 
         Returns:
             A `tf.data.Dataset` of `num_batches` batches `(images, labels)`
@@ -456,28 +464,43 @@ class ArrayBatches(keras.utils.PyDataset):
         """
         import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-        if self.seed is None:
-            orders = np.arange(self.num_examples, dtype=np.int32)[np.newaxis]
+        if self._uint8_images is not None:
+            # A quarter of the memory and of the gather's traffic; each
+            # batch is normalized as `normalize_images` does (a float32
+            # division by 255, correctly rounded on both sides).
+            images = tf.constant(self._uint8_images)
+
+            def normalize(batch):
+                return (tf.cast(batch, tf.float32)
+                        / tf.constant(255.0, tf.float32))
         else:
-            orders = np.stack([
-                epoch_order(self.num_examples, seed=self.seed, epoch=epoch)
-                for epoch in range(self.initial_epoch, self.epochs)
-            ]).astype(np.int32)
-        # The last partial batch of each epoch is dropped when it would
-        # be, and only then: steps_per_epoch says how many batches to keep.
-        orders = orders[:, :min(self.num_examples,
-                                self.steps_per_epoch * self.batch_size)]
-        images = tf.constant(self.images)
+            images = tf.constant(self.images)
+
+            def normalize(batch):
+                return batch
         labels = tf.constant(self.labels)
-        batch_size, multiple = self.batch_size, self.pad_to_multiple
+        num_examples, batch_size = self.num_examples, self.batch_size
+        steps, multiple = self.steps_per_epoch, self.pad_to_multiple
+        if self.seed is not None:
+            # All epochs' orders end to end: epoch e starts at e * N.
+            orders = tf.constant(np.concatenate([
+                epoch_order(num_examples, seed=self.seed, epoch=epoch)
+                for epoch in range(self.initial_epoch, self.epochs)
+            ]).astype(np.int32))
 
-        def batches_of(order):
-            return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
-
-        def gather(indices):
+        def batch(index):
+            epoch, step = index // steps, index % steps
+            start = step * batch_size
+            stop = tf.minimum(start + batch_size, num_examples)
+            if self.seed is None:
+                indices = tf.range(start, stop, dtype=tf.int32)
+            else:
+                indices = orders[epoch * num_examples + start:
+                                 epoch * num_examples + stop]
             if multiple == 1:
-                return tf.gather(images, indices), tf.gather(labels, indices)
-            size = tf.shape(indices)[0]
+                return (normalize(tf.gather(images, indices)),
+                        tf.gather(labels, indices))
+            size = stop - start
             padding = tf.math.floormod(-size, multiple)
             # np.resize's order: the batch's own indices, repeated.
             repeats = padding // size + 1
@@ -485,14 +508,21 @@ class ArrayBatches(keras.utils.PyDataset):
                 [indices, tf.tile(indices, [repeats])[:padding]], axis=0)
             weights = tf.concat([tf.ones([size], tf.float32),
                                  tf.zeros([padding], tf.float32)], axis=0)
-            return (tf.gather(images, indices), tf.gather(labels, indices),
-                    weights)
+            return (normalize(tf.gather(images, indices)),
+                    tf.gather(labels, indices), weights)
 
-        dataset = tf.data.Dataset.from_tensor_slices(orders).flat_map(
-            batches_of).map(gather, num_parallel_calls=tf.data.AUTOTUNE,
-                            deterministic=True)
-        return dataset.apply(tf.data.experimental.assert_cardinality(
-            self.num_batches)).prefetch(tf.data.AUTOTUNE)
+        if self.seed is None and multiple == 1:
+            # One pass in array order, read again at every evaluation:
+            # plain batching (a new iterator with a per-batch function costs
+            # milliseconds), normalized once and cached.
+            dataset = tf.data.Dataset.from_tensor_slices(
+                (images, labels)).batch(batch_size).take(self.num_batches)
+            if self._uint8_images is not None:
+                dataset = dataset.map(lambda x, y: (normalize(x), y))
+            return dataset.cache()
+        dataset = tf.data.Dataset.range(self.num_batches).map(
+            batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return dataset.prefetch(tf.data.AUTOTUNE)
 
 
 def train_pipeline(images, labels, *, batch_size, seed, epochs,

@@ -282,6 +282,24 @@ def test_monitor_puts_epoch_alpha_statistics_into_the_logs(tmp_path):
                                by_epoch.std(axis=1), rtol=1e-12)
 
 
+@pytest.mark.parametrize("delta", [1.0, 0.3, 0.7])
+def test_monitor_alphas_are_random_factor_bit_for_bit(delta):
+    # The monitor's alpha (compiled once per optimizer on TensorFlow) is the
+    # library's random_factor of each step, up to 2**63 - 1.
+    from rlr_keras import _optimizer_utils
+    from rlr_keras import random_factor
+    optimizer = RandomLRSGD(learning_rate=0.1, delta=delta, seed=2**32 - 1)
+    steps = np.concatenate([
+        np.arange(300), 2**31 - 3 + np.arange(6), 2**32 - 3 + np.arange(6),
+        [2**40 + 5, 2**63 - 1]]).astype(np.int64)
+    for _ in range(2):  # Traced, then reused.
+        got = _optimizer_utils.alphas_at(optimizer, steps)
+        expected = keras.ops.convert_to_numpy(
+            random_factor.random_factor(optimizer.seed, steps, delta))
+        np.testing.assert_array_equal(got.view(np.uint32),
+                                      expected.view(np.uint32))
+
+
 def test_monitor_does_not_sync_with_the_device_every_batch():
     # Per-step points are written at the epoch's end: no batch hook.
     assert (Monitor.on_train_batch_end

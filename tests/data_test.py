@@ -543,6 +543,26 @@ def test_tf_dataset_yields_the_same_batches_in_the_same_order(kwargs):
     assert int(batches.as_tf_dataset().cardinality()) == batches.num_batches
 
 
+@pytest.mark.parametrize("seed", [None, 4])
+def test_tf_dataset_normalizes_every_uint8_value_as_numpy_does(seed):
+    # uint8 batches are normalized inside tf.data: bit-identical to
+    # normalize_images for each of the 256 values; float images too.
+    pytest.importorskip("tensorflow")
+    images = np.arange(256, dtype=np.uint8).reshape(16, 4, 4, 1)
+    labels = np.arange(16) % 10
+    for given in (images, data.normalize_images(images) * 255.0):
+        batches = data.ArrayBatches(given, labels, batch_size=5, seed=seed)
+        got = np.concatenate([batch[0].numpy()
+                              for batch in batches.as_tf_dataset()])
+        expected = np.concatenate([batches[i][0]
+                                   for i in range(len(batches))])
+        assert got.dtype == expected.dtype == np.float32
+        np.testing.assert_array_equal(got.view(np.uint32),
+                                      expected.view(np.uint32))
+    assert sorted(expected.ravel().tolist()) == (
+        data.normalize_images(np.arange(256)).tolist())
+
+
 @pytest.mark.tensorflow_only
 def test_keras_fit_on_the_tf_dataset_trains_on_each_epoch_order():
     images, labels = small_arrays(10)

@@ -24,10 +24,10 @@ pytestmark = pytest.mark.skipif(keras.backend.backend() != "jax",
 # learning_rate=0.01: measured 1e-7 apart after the 46 steps. (At 0.05, with
 # alpha up to 2 and momentum 0.9, training is chaotic enough to grow float32
 # rounding differences of the all-reduce to 4e-3, as any two summation
-# orders would.)
+# orders would.) One step per call, so that the recorder sees every step.
 _ARGUMENTS = dict(model="mlp", dataset="digits", protocol="random",
                   learning_rate=0.01, batch_size=64, epochs=2, seed=3,
-                  deterministic=True, verbose=0)
+                  deterministic=True, verbose=0, steps_per_execution=1)
 # The same math on other devices: only the order of float32 sums differs.
 _WEIGHT_ATOL = 1e-5
 

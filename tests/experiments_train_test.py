@@ -170,8 +170,50 @@ def test_other_arguments_in_same_folder_is_an_error(finished_run):
                   **{**_TINY, "learning_rate": 0.1})
 
 
-def test_resume_after_sigkill_is_identical(tmp_path):
-    arguments = dict(_TINY, epochs=3)
+def test_steps_per_execution_and_backups_change_no_result(tmp_path):
+    # 1437 digits in batches of 48: 30 steps per epoch, 30 per call by
+    # default (1 on PyTorch); backups after every epoch or none at all.
+    arguments = dict(_TINY, batch_size=48)
+    results = []
+    for extra in (dict(steps_per_execution=1, backup_every_s=0.0),
+                  dict(), dict(steps_per_execution=5, backup_every_s=1e9)):
+        if _BACKEND == "torch" and extra.get("steps_per_execution", 1) > 1:
+            continue  # Keras runs one step per call on PyTorch.
+        output_dir = str(tmp_path / str(len(results)))
+        train.run(output_dir=output_dir, **arguments, **extra)
+        rows = _rundir.read_jsonl(os.path.join(output_dir, "metrics.jsonl"))
+        results.append((_without_wall_time(rows), _weights(
+            os.path.join(output_dir, "model.weights.h5"))))
+    reference_rows, reference_weights = results[0]
+    for rows, weights in results[1:]:
+        assert rows == reference_rows
+        assert weights.keys() == reference_weights.keys()
+        for name, value in reference_weights.items():
+            np.testing.assert_array_equal(weights[name], value, err_msg=name)
+
+
+def test_default_steps_per_execution_divides_the_epoch():
+    config = train.Config()
+    assert train._steps_per_execution(config, 235, "tensorflow") == 47
+    assert train._steps_per_execution(config, 196, "jax") == 49
+    assert train._steps_per_execution(config, 30, "tensorflow") == 30
+    assert train._steps_per_execution(config, 23, "tensorflow") == 23
+    assert train._steps_per_execution(config, 67, "tensorflow") == 1
+    assert train._steps_per_execution(config, 235, "torch") == 1
+    assert train._steps_per_execution(
+        train.Config(steps_per_execution=5), 235, "tensorflow") == 5
+    assert train._steps_per_execution(config, 235, "tensorflow",
+                                      tf_strategy=True) == 1
+    with pytest.raises(ValueError, match="does not work under tf.distribute"):
+        train._steps_per_execution(train.Config(steps_per_execution=5), 235,
+                                   "tensorflow", tf_strategy=True)
+
+
+@pytest.mark.parametrize("backup_every_s", [0.0, 1e9])
+def test_resume_after_sigkill_is_identical(tmp_path, backup_every_s):
+    # Backups after every epoch (resumes after epoch 1), or none yet (starts
+    # over): the same run either way.
+    arguments = dict(_TINY, epochs=3, backup_every_s=backup_every_s)
     reference = str(tmp_path / "reference")
     train.run(output_dir=reference, **arguments)
 
@@ -200,8 +242,12 @@ def test_resume_after_sigkill_is_identical(tmp_path):
     assert completed.returncode == -9, completed.stderr.decode()[-3000:]
     assert _rundir.read_status(resumed) == "running"
     assert len(_rundir.read_jsonl(os.path.join(resumed, "metrics.jsonl"))) == 2
-    with open(os.path.join(resumed, "backup", "training_metadata.json")) as f:
-        assert json.load(f)["epoch"] == 1
+    metadata = os.path.join(resumed, "backup", "training_metadata.json")
+    if backup_every_s:
+        assert not os.path.exists(metadata)
+    else:
+        with open(metadata) as f:
+            assert json.load(f)["epoch"] == 1
 
     train.run(output_dir=resumed, **arguments)  # The same command again.
 
@@ -246,6 +292,10 @@ def test_nan_loss_fails_the_run_with_a_reason(tmp_path):
     (dict(dataset="idx"), "needs a folder"),
     (dict(model="resnet"), "--model must be one of"),
     (dict(protocol="sometimes"), "--protocol must be one of"),
+    (dict(backup_every_s=-1.0), "--backup_every_s must be a finite number"),
+    (dict(backup_every_s=float("nan")), "--backup_every_s must be a finite"),
+    (dict(steps_per_execution=0), "--steps_per_execution must be an integer"),
+    (dict(steps_per_execution=7), "does not divide the 23 steps"),
 ])
 def test_invalid_arguments_fail_before_training(tmp_path, arguments, message):
     output_dir = str(tmp_path / "bad")
