@@ -329,6 +329,11 @@ def _task(strategy):
     return resolver.task_type, resolver.task_id
 
 
+def is_multi_worker(strategy):
+    """Returns whether `strategy` runs on a cluster of worker processes."""
+    return _task(strategy)[0] is not None
+
+
 def is_chief(strategy):
     """Returns whether this process writes the run folder.
 

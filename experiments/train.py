@@ -233,7 +233,8 @@ flags.DEFINE_float(
     "Back up the training state (for an exact resume after a kill) at the "
     "end of the first epoch that ends this many seconds or more after the "
     "previous backup; a killed run redoes at most about this much "
-    "training. 0: after every epoch. It changes no result.",
+    "training. 0: after every epoch (always so under multi_worker, where "
+    "all workers must back up together). It changes no result.",
     lower_bound=0.0)
 flags.DEFINE_enum(
     "distribution", _DEFAULT.distribution,
@@ -663,8 +664,8 @@ def _one_inter_op_thread_on_cpu():
     The training loop runs one compiled step after another, so TensorFlow's
     default inter-op pool (a thread per core) only competes with the
     compiled step's own (intra-op) threads and tf.data for the cores: on
-    the 2-core CPU, Model 1's epoch is about 10 % faster with one
-    (`benchmarks/epoch_time.py`). No result changes. Left alone when the
+    the 2-core CPU, Model 1's epoch under `fit` took 9-22 % less time with
+    one (three paired runs). No result changes. Left alone when the
     process set a value itself or TensorFlow's runtime already started
     (then it can no longer change).
     """
@@ -954,7 +955,10 @@ def _fit_arguments(config, setup, strategy, initial_epoch, backup_dir,
         _callbacks.MetricsRecorder(
             os.path.join(setup.output_dir, _rundir.METRICS_FILE),
             initial_epoch),
-        _callbacks.EpochBackup(backup_dir, config.backup_every_s),
+        # Workers must agree on when to back up; their clocks may not.
+        _callbacks.EpochBackup(backup_dir, (
+            0.0 if _distribution.is_multi_worker(strategy)
+            else config.backup_every_s)),
         rlr_callbacks.EpochSummaries(log_dir),
     ]
     return dict(x=train_data, epochs=config.epochs,

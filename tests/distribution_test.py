@@ -145,6 +145,10 @@ def test_chief_writes_the_run_dir_other_workers_a_temporary_dir(tmp_path):
         extended=types.SimpleNamespace(should_checkpoint=False),
         cluster_resolver=types.SimpleNamespace(task_type="worker", task_id=1))
     assert not _distribution.is_chief(other)
+    # Workers back up together (train.py ignores --backup_every_s there).
+    assert _distribution.is_multi_worker(other)
+    assert not any(_distribution.is_multi_worker(strategy) for strategy in (
+        None, _distribution.make_strategy("none"), _mirrored()))
     own = os.path.join(run_dir, "workertemp_1")
     assert _distribution.write_dir(run_dir, other) == own
     # It resumes from the chief's backup when it can see it.
