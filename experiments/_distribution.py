@@ -59,6 +59,9 @@ DISTRIBUTIONS = ("none", "mirrored", "multi_worker", "data_parallel")
 # The backend each distribution needs ("none" runs on all of them).
 _BACKENDS = {"mirrored": "tensorflow", "multi_worker": "tensorflow",
              "data_parallel": "jax"}
+# The distributions that are tf.distribute strategies.
+TF_STRATEGIES = tuple(name for name, backend in _BACKENDS.items()
+                      if backend == "tensorflow")
 
 _TF_CONFIG_EXAMPLE = (
     'TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '

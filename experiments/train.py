@@ -121,8 +121,6 @@ class Config:
 
 
 _DEFAULT = Config()
-# The --distribution values that are tf.distribute strategies.
-_TF_STRATEGIES = ("mirrored", "multi_worker")
 # The default --steps_per_execution is at most this many steps (a progress
 # bar that still moves; more saves nothing measurable).
 _AUTO_STEPS_PER_EXECUTION_MAX = 64
@@ -697,7 +695,7 @@ def _keras_state(config, strategy):
         _one_inter_op_thread_on_cpu()
     # The strategy comes first: a multi-worker strategy must be created
     # before anything starts the TensorFlow runtime (protocols.build does).
-    if strategy is None and config.distribution in _TF_STRATEGIES:
+    if strategy is None and config.distribution in _distribution.TF_STRATEGIES:
         strategy = _distribution.make_strategy(config.distribution)
     elif strategy is None and config.distribution == "data_parallel":
         strategy = _distribution.make_data_parallel()

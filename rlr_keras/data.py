@@ -467,7 +467,8 @@ class ArrayBatches(keras.utils.PyDataset):
         if self._uint8_images is not None:
             # A quarter of the memory and of the gather's traffic; each
             # batch is normalized as `normalize_images` does (a float32
-            # division by 255, correctly rounded on both sides).
+            # division by 255, correctly rounded on both sides; a lookup in
+            # its 256 values measured 4x slower).
             images = tf.constant(self._uint8_images)
 
             def normalize(batch):
