@@ -9,7 +9,8 @@ them to flags and to a self-describing run folder (`--output_dir`):
 
 ```
 flags.cfg         the flags it ran with; replay with --flagfile=flags.cfg
-config.json       the same arguments as JSON, plus versions
+config.json       the same arguments as JSON, plus versions and the source
+                  (git commit of rlr_keras, and whether the tree was dirty)
 status.json       running -> done, or failed with the error
 metrics.jsonl     one line per completed epoch: epoch (1-based), train_loss,
                   train_accuracy (Keras' running means over the epoch),
@@ -407,6 +408,33 @@ def _versions():
             "python": sys.version.split()[0]}
 
 
+def _source():
+    """The git commit of the rlr_keras source in use, and whether it is dirty.
+
+    `{"commit": None, "dirty": None}` when the package is not a git checkout
+    (installed from a wheel) or git is missing. `dirty` is true when tracked
+    files differ from the commit (untracked files, such as run folders, do
+    not count).
+    """
+    import subprocess  # pylint: disable=g-import-not-at-top
+
+    import rlr_keras  # pylint: disable=g-import-not-at-top
+
+    folder = os.path.dirname(os.path.abspath(rlr_keras.__file__))
+
+    def git(*args):
+        return subprocess.run(
+            ["git", "-C", folder, *args], check=True, capture_output=True,
+            text=True, timeout=30).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
 def _check_same_arguments(run_dir, arguments):
     """Raises ValueError if `run_dir` holds a run with other arguments."""
     previous = _rundir.read_json(os.path.join(run_dir, _rundir.CONFIG_FILE))
@@ -435,6 +463,7 @@ def _write_run_description(output_dir, arguments, optimizer_config):
             "  python experiments/train.py --flagfile=THIS_FILE")))
     _rundir.write_json(os.path.join(output_dir, _rundir.CONFIG_FILE),
                        {"arguments": arguments, "versions": _versions(),
+                        "source": _source(),
                         "optimizer": optimizer_config})
 
 

@@ -67,6 +67,12 @@ def test_run_folder_is_complete(finished_run):
     config = _rundir.read_json(os.path.join(output_dir, "config.json"))
     assert config["versions"]["backend"] == _BACKEND
     assert _BACKEND in config["versions"]
+    # Provenance: the commit of the rlr_keras in use (this checkout).
+    package = os.path.dirname(os.path.abspath(rlr_keras.__file__))
+    head = subprocess.run(["git", "-C", package, "rev-parse", "HEAD"],
+                          capture_output=True, text=True, check=True)
+    assert config["source"]["commit"] == head.stdout.strip()
+    assert isinstance(config["source"]["dirty"], bool)
     # T/D of eq. 20: l / (2 C (1 - mu)).
     np.testing.assert_allclose(summary["temperature_over_d"],
                                0.05 / (2 * 64 * (1 - 0.9)))
