@@ -9,15 +9,14 @@ the median time per step of each and their ratio. Both replicas share the
 same cores, so this measures the cost of the strategy's machinery (input
 splitting, all-reduce, mirrored updates), not scaling.
 
-    PYTHONPATH=.:experiments python benchmarks/distribution_overhead.py \
+    PYTHONPATH=. python benchmarks/distribution_overhead.py \
         [--rounds 7] [--steps 100]
 
-(`experiments` on PYTHONPATH: it imports `experiments/_distribution.py`.)
+(It imports `rlr_keras.experiment._distribution`.)
 """
 
 import os
 import statistics
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -33,12 +32,7 @@ tf.config.set_logical_device_configuration(
 
 import keras  # noqa: E402
 
-try:
-    import _distribution  # noqa: E402
-except ImportError:
-    sys.exit("distribution_overhead.py imports experiments/_distribution.py: "
-             "run it as PYTHONPATH=.:experiments python "
-             "benchmarks/distribution_overhead.py")
+from rlr_keras.experiment import _distribution  # noqa: E402
 
 import _synthetic  # noqa: E402
 from rlr_keras import RandomLRSGD  # noqa: E402

@@ -16,15 +16,15 @@ script measures, on whatever accelerator JAX sees:
 It writes `--out`, a JSON file with the devices, versions, the throughput
 rows and every run's summary.
 
-    KERAS_BACKEND=jax PYTHONPATH=.:experiments \
+    KERAS_BACKEND=jax PYTHONPATH=. \
         python benchmarks/gpu_keras_jax.py \
         --dataset=idx-split:/data/mnist-t10k --root=runs/gpu --out=gpu.json
 
-(`experiments` on PYTHONPATH: it calls `train.run` in this process.)
+(It calls `rlr_keras.experiment` in this process.)
 
 Smoke test on CPU (seconds):
 
-    KERAS_BACKEND=jax PYTHONPATH=.:experiments \
+    KERAS_BACKEND=jax PYTHONPATH=. \
         python benchmarks/gpu_keras_jax.py --model=mlp \
         --dataset=digits --epochs=1 --seeds=1 --protocols=constant,random \
         --throughput_models=mlp --rounds=1 --steps=5 --root=/tmp/gpu \
@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -43,12 +42,8 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-try:
-    import _rundir  # noqa: E402
-    import train  # noqa: E402
-except ImportError:
-    sys.exit("gpu_keras_jax.py imports experiments/train.py: run it as "
-             "PYTHONPATH=.:experiments python benchmarks/gpu_keras_jax.py")
+from rlr_keras.experiment import _rundir  # noqa: E402
+from rlr_keras.experiment import _train as train  # noqa: E402
 from rlr_keras import RandomLRSGD  # noqa: E402
 from rlr_keras import models  # noqa: E402
 

@@ -19,15 +19,20 @@ them with `from_logits=True`). ReLU everywhere, no dropout, as in the paper.
   Dense(num_classes) head. 14,719,818 parameters on 32x32x3 inputs.
 """
 
+import inspect
 import os
 
 import keras
 import numpy as np
 
+from rlr_keras import _specs
 from rlr_keras import _validation
 from rlr_keras import random_factor as _random_factor
 
-MODEL_NAMES = ("mlp", "cnn", "vgg16")
+# How a run records a model given as a Python callable (see `model_spec`).
+CALLABLE_PREFIX = _specs.CALLABLE_PREFIX
+# MODEL_NAMES (the built-in models) is defined below the builders, from the
+# one table `_BUILDERS`.
 
 # What `keras.applications.VGG16(weights="imagenet", include_top=False)`
 # looks for in the Keras cache (and downloads when it is missing); named in
@@ -99,7 +104,14 @@ def build_model(name, input_shape, num_classes=10, *, vgg_weights="none",
     leaves 1x1x512 features for it.
 
     Args:
-        name: str, one of `MODEL_NAMES`: `"mlp"`, `"cnn"` or `"vgg16"`.
+        name: str or callable, the model: one of `MODEL_NAMES` (`"mlp"`,
+            `"cnn"`, `"vgg16"`), or your own as `"MODULE:FUNCTION"`,
+            `"path/to/file.py:FUNCTION"` or the function itself.
+            `FUNCTION(input_shape, num_classes)` (plus `seed=seed` if it
+            takes a `seed` keyword) must return an uncompiled `keras.Model`
+            whose one output is `num_classes` logits; `input_shape` is then
+            any shape (e.g. `(features,)` for tabular data) and
+            `vgg_weights` is not used.
         input_shape: tuple of 3 ints, (height, width, channels) of one
             image, e.g. `(28, 28, 1)`. `"cnn"` needs height and width of at
             least 20; `"vgg16"` needs 3 channels and height and width of at
@@ -120,7 +132,10 @@ def build_model(name, input_shape, num_classes=10, *, vgg_weights="none",
         An uncompiled `keras.Model` named `name`.
 
     Raises:
-        ValueError: for an unknown `name`, a bad `input_shape`,
+        TypeError: if your model function returns no `keras.Model`.
+        ValueError: for an unknown `name` or a spec that does not load, a
+            model whose output is not `num_classes` logits, a bad
+            `input_shape`,
             `num_classes`, `vgg_weights` or `seed`, an input too small for
             the model, or a weights file that is not VGG16 no-top weights.
         FileNotFoundError: if `vgg_weights` is a path that does not exist.
@@ -140,7 +155,19 @@ def build_model(name, input_shape, num_classes=10, *, vgg_weights="none",
         K. Simonyan and A. Zisserman, "Very deep convolutional networks for
         large-scale image recognition", 2015.
     """
-    _validation.check_choice("name", name, MODEL_NAMES)
+    if callable(name) or _specs.split_function_spec(name) is not None:
+        return _build_user_model(name, input_shape, num_classes, seed)
+    if isinstance(name, str) and name.startswith(_specs.CALLABLE_PREFIX):
+        _specs.load_function(name, argument="model")  # Says why not.
+    if not isinstance(name, str):
+        raise TypeError(
+            f"model must be one of {', '.join(MODEL_NAMES)}, "
+            "MODULE:FUNCTION, file.py:FUNCTION or a callable, got "
+            f"{type(name).__name__} {name!r}")
+    if name not in MODEL_NAMES:
+        raise ValueError(
+            f"model must be one of {', '.join(MODEL_NAMES)}, "
+            f"MODULE:FUNCTION or file.py:FUNCTION, got {name!r}")
     input_shape = _check_input_shape(input_shape)
     num_classes = _validation.check_int("num_classes", num_classes, 2)
     if not isinstance(vgg_weights, str) or not vgg_weights:
@@ -153,11 +180,79 @@ def build_model(name, input_shape, num_classes=10, *, vgg_weights="none",
             f"for model {name!r}, got {vgg_weights!r}")
     if seed is not None:
         seed = _random_factor.validate_seed(seed)
-    if name == "mlp":
-        return _build_mlp(input_shape, num_classes, seed)
-    if name == "cnn":
-        return _build_cnn(input_shape, num_classes, seed)
-    return _build_vgg16(input_shape, num_classes, vgg_weights, seed)
+    if name == "vgg16":
+        return _build_vgg16(input_shape, num_classes, vgg_weights, seed)
+    return _BUILDERS[name](input_shape, num_classes, seed)
+
+
+def check_model_spec(spec):
+    """Checks the form of a model spec (no import); returns it.
+
+    Args:
+        spec: str, a name of `MODEL_NAMES`, `"MODULE:FUNCTION"` or
+            `"path/to/file.py:FUNCTION"`.
+
+    Raises:
+        ValueError: for any other string.
+        TypeError: for a non-string.
+    """
+    if not isinstance(spec, str):
+        raise TypeError(f"model must be a string, got {type(spec).__name__}")
+    if spec in MODEL_NAMES or _specs.split_function_spec(spec) is not None:
+        return spec
+    raise ValueError(
+        f"model must be one of {', '.join(MODEL_NAMES)}, MODULE:FUNCTION or "
+        f"file.py:FUNCTION, got {spec!r}")
+
+
+def model_spec(model):
+    """How a run records `model`: its spec, or the name of a callable.
+
+    A built-in name or a `MODULE:FUNCTION` / `file.py:FUNCTION` spec is
+    recorded as given (a run replays from it); a callable as
+    `callable:<module>.<qualified name>`, which names it but cannot be
+    replayed from the command line.
+
+    Args:
+        model: str or callable, the first argument of `build_model`.
+
+    Returns:
+        A str.
+    """
+    if callable(model):
+        return _specs.describe_callable(model)
+    return model
+
+
+def _build_user_model(model, input_shape, num_classes, seed):
+    """`model(input_shape, num_classes[, seed=seed])`, checked."""
+    spec = model_spec(model)
+    function = (model if callable(model)
+                else _specs.load_function(model, argument="model"))
+    num_classes = _validation.check_int("num_classes", num_classes, 2)
+    input_shape = tuple(int(d) for d in input_shape)
+    try:
+        accepts_seed = "seed" in inspect.signature(function).parameters
+    except (TypeError, ValueError):  # Builtins without a signature.
+        accepts_seed = False
+    keywords = {"seed": seed} if accepts_seed else {}
+    network = function(input_shape, num_classes, **keywords)
+    if not isinstance(network, keras.Model):
+        raise TypeError(
+            f"model={spec!r} must return a keras.Model (uncompiled, "
+            f"outputting logits), got {type(network).__name__}")
+    outputs = network.outputs if network.built else None
+    if not outputs:
+        raise ValueError(
+            f"model={spec!r} returned a Model without a known output shape; "
+            "build it on keras.Input(shape=input_shape)")
+    if len(outputs) != 1 or tuple(outputs[0].shape)[-1] != num_classes:
+        shapes = ", ".join(str(tuple(o.shape)) for o in outputs)
+        raise ValueError(
+            f"model={spec!r} must output {num_classes} logits (one per "
+            f"class, shape (batch, {num_classes})), got output shape "
+            f"{shapes}")
+    return network
 
 
 def _check_input_shape(input_shape):
@@ -286,3 +381,9 @@ def _build_vgg16(input_shape, num_classes, vgg_weights, seed):
     x = keras.layers.Flatten(name="flatten")(x)
     outputs = _logits(num_classes, init[0])(x)
     return keras.Model(inputs, outputs, name="vgg16")
+
+
+# The built-in models: a new one is one builder `(input_shape, num_classes,
+# seed) -> keras.Model` and one entry here (vgg16 also takes vgg_weights).
+_BUILDERS = {"mlp": _build_mlp, "cnn": _build_cnn, "vgg16": _build_vgg16}
+MODEL_NAMES = tuple(_BUILDERS)

@@ -77,8 +77,8 @@ def train(strategy, run_dir, *, epochs=EPOCHS, seconds_per_step=0.0):
     import keras
     import tensorflow as tf
 
-    import _distribution
-    import _rundir
+    from rlr_keras.experiment import _distribution
+    from rlr_keras.experiment import _rundir
 
     chief = _distribution.is_chief(strategy)
     if chief:
@@ -134,7 +134,7 @@ def main():
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(2)
 
-    import _distribution
+    from rlr_keras.experiment import _distribution
 
     strategy = _distribution.make_strategy(args.distribution)
     result = train(strategy, args.run_dir, epochs=args.epochs,

@@ -50,6 +50,10 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers",
         "backend_independent: runs once, in the TensorFlow run")
+    config.addinivalue_line(
+        "markers",
+        "slow: among the slowest tests; CI runs them, -m 'not slow' skips "
+        "them for a quick check")
 
 
 def pytest_report_header(config):

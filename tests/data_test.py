@@ -21,6 +21,8 @@ from _helpers import write_cifar_folder
 from _helpers import write_idx
 from _helpers import write_idx_folder
 from rlr_keras import data
+from rlr_keras.data import _formats as data_formats
+from rlr_keras.data import _pipeline as data_pipeline
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -303,10 +305,10 @@ def test_resize_is_bilinear_with_half_pixel_centers():
     # Output pixel j samples input x = (j + 0.5) / 2 - 0.5, clamped to
     # [0, 3]; 212.5 and 237.5 round half to even.
     np.testing.assert_array_equal(
-        data._resize(images, (1, 8))[0, 0, :, 0],
+        data_formats._resize(images, (1, 8))[0, 0, :, 0],
         [0, 25, 75, 125, 175, 212, 238, 250])
     constant = np.full((2, 3, 5, 2), 7, np.uint8)
-    np.testing.assert_array_equal(data._resize(constant, (6, 4)),
+    np.testing.assert_array_equal(data_formats._resize(constant, (6, 4)),
                                   np.full((2, 6, 4, 2), 7, np.uint8))
 
 
@@ -319,7 +321,7 @@ def test_resize_is_within_one_of_tensorflow():
     for size in [(28, 28), (5, 3), (16, 9)]:
         expected = np.round(tf.image.resize(images, size).numpy())
         # Rounding ties may break the other way (float32 order of terms).
-        assert np.abs(data._resize(images, size) - expected).max() <= 1
+        assert np.abs(data_formats._resize(images, size) - expected).max() <= 1
 
 
 def test_image_size_resizes_digits_for_the_cnn():
@@ -546,11 +548,14 @@ def test_tf_dataset_yields_the_same_batches_in_the_same_order(kwargs):
 @pytest.mark.parametrize("seed", [None, 4])
 def test_tf_dataset_normalizes_every_uint8_value_as_numpy_does(seed):
     # uint8 batches are normalized inside tf.data: bit-identical to
-    # normalize_images for each of the 256 values; float images too.
+    # normalize_images for each of the 256 values; float images (features)
+    # pass unchanged in both.
     pytest.importorskip("tensorflow")
     images = np.arange(256, dtype=np.uint8).reshape(16, 4, 4, 1)
     labels = np.arange(16) % 10
-    for given in (images, data.normalize_images(images) * 255.0):
+    floats = data.normalize_images(images) * 255.0
+    for given, values in ((images, data.normalize_images(np.arange(256))),
+                          (floats, np.sort(floats.ravel()))):
         batches = data.ArrayBatches(given, labels, batch_size=5, seed=seed)
         got = np.concatenate([batch[0].numpy()
                               for batch in batches.as_tf_dataset()])
@@ -559,8 +564,7 @@ def test_tf_dataset_normalizes_every_uint8_value_as_numpy_does(seed):
         assert got.dtype == expected.dtype == np.float32
         np.testing.assert_array_equal(got.view(np.uint32),
                                       expected.view(np.uint32))
-    assert sorted(expected.ravel().tolist()) == (
-        data.normalize_images(np.arange(256)).tolist())
+        assert sorted(expected.ravel().tolist()) == values.tolist()
 
 
 @pytest.mark.tensorflow_only
@@ -591,7 +595,7 @@ def test_train_pipeline_normalizes_once(monkeypatch):
         calls.append(len(images))
         return normalize(images)
 
-    monkeypatch.setattr(data, "normalize_images", counting)
+    monkeypatch.setattr(data_pipeline, "normalize_images", counting)
     images, labels = small_arrays(10)
     for _ in data.train_pipeline(images, labels, batch_size=4, seed=0,
                                  epochs=3):
@@ -655,7 +659,7 @@ def test_pipelines_reject_mismatched_arrays():
     with pytest.raises(ValueError, match=r"labels must have shape \(10,\)"):
         data.eval_pipeline(images, labels[:9], batch_size=2)
     with pytest.raises(ValueError, match="images must have shape"):
-        data.eval_pipeline(images[..., 0], labels, batch_size=2)
+        data.eval_pipeline(images[:, 0, 0, 0], labels, batch_size=2)
 
 
 def _run_without(blocked, code):

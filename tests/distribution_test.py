@@ -24,7 +24,7 @@ import pytest
 pytestmark = pytest.mark.tensorflow_only
 tf = pytest.importorskip("tensorflow")
 
-import _distribution
+from rlr_keras.experiment import _distribution
 from _helpers import free_ports
 from _helpers import kill_group
 from _helpers import log_tail
@@ -32,7 +32,7 @@ from _helpers import PROCESS_TIMEOUT_S
 from _helpers import wait_all
 from _helpers import worker_env
 import _multi_worker_script as worker
-import _rundir
+from rlr_keras.experiment import _rundir
 
 from rlr_keras import RandomLRSGD
 from rlr_keras.models import build_model

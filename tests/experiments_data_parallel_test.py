@@ -10,11 +10,12 @@ import keras
 import numpy as np
 import pytest
 
-import _callbacks
-import _distribution
+from rlr_keras.experiment import _callbacks
+from rlr_keras.experiment import _distribution
 from _helpers import weights as _weights
-import _rundir
-import train
+from rlr_keras.experiment import _rundir
+from rlr_keras.experiment import _train as train
+from rlr_keras.experiment.commands import train as train_command  # noqa: F401  (its flags)
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "jax",
                                 reason="keras.distribution needs JAX")

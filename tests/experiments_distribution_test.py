@@ -17,7 +17,7 @@ import pytest
 
 pytestmark = pytest.mark.tensorflow_only
 
-import _distribution
+from rlr_keras.experiment import _distribution
 from _helpers import EXPERIMENTS as _EXPERIMENTS
 from _helpers import REPO as _REPO
 from _helpers import free_ports
@@ -26,8 +26,9 @@ from _helpers import log_tail
 from _helpers import wait_all
 from _helpers import weights
 from _helpers import worker_env
-import _rundir
-import train
+from rlr_keras.experiment import _rundir
+from rlr_keras.experiment import _train as train
+from rlr_keras.experiment.commands import train as train_command  # noqa: F401  (its flags)
 
 # Model 1 on the bundled digits, the random protocol. 1,437 training examples
 # in batches of 64: 22 full steps and a last one of 29 per epoch.
@@ -175,7 +176,7 @@ def test_xla_under_a_strategy_is_refused_before_training(tmp_path,
 _KEEP_WEIGHTS = """
 import os, runpy, shutil, sys
 experiments, copy_to = sys.argv[1], sys.argv[2]
-import _distribution
+from rlr_keras.experiment import _distribution
 remove_write_dir = _distribution.remove_write_dir
 def keep_weights_then_remove(run_dir, strategy):
     shutil.copyfile(os.path.join(_distribution.write_dir(run_dir, strategy),

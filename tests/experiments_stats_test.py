@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-import _stats  # noqa: E402
+from rlr_keras.experiment import _stats  # noqa: E402
 
 pytestmark = pytest.mark.backend_independent
 

@@ -10,9 +10,11 @@ import time
 import pytest
 from absl import flags
 
-import _rundir
+from rlr_keras.experiment import _rundir
 from _helpers import REPO as _REPO
-import sweep
+from rlr_keras.experiment import _report
+from rlr_keras.experiment import _sweep as sweep
+from rlr_keras.experiment.commands import sweep as sweep_command
 
 from rlr_keras._summary import read_events
 
@@ -22,7 +24,8 @@ _BASE = dict(model="mlp", dataset="digits", learning_rate=0.05,
 
 
 def _base_arguments(**overrides):
-    import train  # pylint: disable=g-import-not-at-top
+    from rlr_keras.experiment import _train as train  # pylint: disable=g-import-not-at-top
+    from rlr_keras.experiment.commands import train as train_command  # pylint: disable=g-import-not-at-top
 
     arguments = {name: flags.FLAGS[name].default
                  for name in train.ARGUMENT_NAMES}
@@ -63,16 +66,16 @@ def test_expand_rejects_inconsistent_grids(kwargs, message):
 
 
 def test_grid_values_are_parsed_and_checked_like_train_flags():
-    assert sweep.parse_grid(["batch_size=30,60", "nesterov=false,true"]) == [
+    assert sweep_command.parse_grid(["batch_size=30,60", "nesterov=false,true"]) == [
         ("batch_size", [30, 60]), ("nesterov", [False, True])]
-    assert sweep.parse_variant("batch_size=60,learning_rate=2e-4") == {
+    assert sweep_command.parse_variant("batch_size=60,learning_rate=2e-4") == {
         "batch_size": 60, "learning_rate": 2e-4}
     with pytest.raises(ValueError, match="not a train.py flag"):
-        sweep.parse_grid(["batchsize=30"])
+        sweep_command.parse_grid(["batchsize=30"])
     with pytest.raises(ValueError, match="set per run"):
-        sweep.parse_grid(["seed=1,2"])
+        sweep_command.parse_grid(["seed=1,2"])
     with pytest.raises(ValueError, match="bad value"):
-        sweep.parse_grid(["batch_size=0"])
+        sweep_command.parse_grid(["batch_size=0"])
 
 
 def _events(root):
@@ -161,7 +164,7 @@ def _hparams_plugin_data(log_dir):
 
 def test_hparams_experiment_at_the_root_lists_domains_and_metrics(
         tmp_path, monkeypatch):
-    monkeypatch.setattr(sweep.train, "run", lambda **arguments: None)
+    monkeypatch.setattr(sweep._train, "run", lambda **arguments: None)
     root = str(tmp_path / "sweep")
     for _ in range(2):  # A restarted sweep replaces its experiment.
         sweep.run(root=root, base_arguments=_base_arguments(),
@@ -200,13 +203,13 @@ def test_every_config_has_a_header_and_expands(name):
     try:
         flags.FLAGS(["sweep.py", f"--flagfile={path}"])
         runs = sweep.expand(
-            base_arguments=sweep.train.arguments_from_flags(),
+            base_arguments=sweep_command.train_command.arguments_from_flags(),
             protocols=flags.FLAGS.protocols,
             seeds=[int(seed) for seed in flags.FLAGS.seeds],
             periods=([float(p) for p in flags.FLAGS.periods]
                      if flags.FLAGS.periods else None),
-            grid=sweep.parse_grid(flags.FLAGS.grid),
-            variants=[sweep.parse_variant(v) for v in flags.FLAGS.variant])
+            grid=sweep_command.parse_grid(flags.FLAGS.grid),
+            variants=[sweep_command.parse_variant(v) for v in flags.FLAGS.variant])
     finally:
         flags.FLAGS.unparse_flags()
     assert runs
@@ -238,7 +241,7 @@ def test_values_that_g_would_merge_get_distinct_folders():
 
 def test_a_grid_value_given_twice_is_refused():
     with pytest.raises(ValueError, match="repeats the value 0.001"):
-        sweep.parse_grid(["learning_rate=1e-3,0.001"])
+        sweep_command.parse_grid(["learning_rate=1e-3,0.001"])
 
 
 def test_delta_reaches_only_the_random_runs():
@@ -276,8 +279,8 @@ def test_expand_refuses_grids_with_identical_or_meaningless_runs(kwargs,
 
 def test_sweep_passes_the_equivalence_margin_to_plot(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(sweep.train, "run", lambda **arguments: None)
-    monkeypatch.setattr(sweep.plot, "run",
+    monkeypatch.setattr(sweep._train, "run", lambda **arguments: None)
+    monkeypatch.setattr(_report, "run",
                         lambda **arguments: calls.append(arguments))
     sweep.run(root=str(tmp_path), base_arguments=_base_arguments(),
               protocols=["constant"], seeds=[0], equivalence_margin=0.02)

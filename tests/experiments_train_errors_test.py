@@ -20,9 +20,10 @@ from absl import flags
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _EXPERIMENTS = os.path.join(_REPO, "experiments")
 
-import _quiet  # noqa: E402
-import _rundir  # noqa: E402
-import train  # noqa: E402
+from rlr_keras.experiment import _quiet  # noqa: E402
+from rlr_keras.experiment import _rundir  # noqa: E402
+from rlr_keras.experiment import _train as train  # noqa: E402
+from rlr_keras.experiment.commands import train as train_command  # noqa: E402
 
 pytestmark = pytest.mark.backend_independent
 
@@ -175,7 +176,7 @@ def test_tfds_without_network_fails_fast(tmp_path, monkeypatch, capsys,
     parsed_flags(["--dataset=mnist", f"--data_dir={tmp_path / 'tfds'}",
                   "--epochs=1", "--verbose=0", f"--output_dir={output_dir}"])
     start = time.monotonic()
-    assert train.main(["train.py"]) == 2
+    assert train_command.main(["train.py"]) == 2
     assert time.monotonic() - start < 60  # TFDS itself retries for minutes.
     line = capsys.readouterr().err.strip()
     assert line.startswith("train.py: error: --dataset=mnist")
@@ -195,7 +196,7 @@ def test_vgg16_weights_not_downloadable_is_one_line(tmp_path, monkeypatch,
     output_dir = str(tmp_path / "run")
     parsed_flags(["--model=vgg16", "--epochs=1", "--verbose=0",
                   f"--output_dir={output_dir}"])
-    assert train.main(["train.py"]) == 2
+    assert train_command.main(["train.py"]) == 2
     assert capsys.readouterr().err == (
         "train.py: error: --vgg_weights='imagenet': Keras could not provide "
         "the file. Use vgg_weights=PATH.\n")
@@ -232,13 +233,13 @@ def test_sigterm_records_failed_terminated(tmp_path):
 def test_quiet_imports_drops_only_known_noise(tmp_path):
     program = (
         "import os\n"
-        "import _quiet\n"
+        "from rlr_keras.experiment import _quiet\n"
         "with _quiet.quiet_imports():\n"
         "    os.write(2, b'I0000 00:00:1.2 3 cudart_stub.cc:31] Could not "
         "find cuda drivers on your machine, GPU will not be used.\\n')\n"
         "    os.write(2, b'a real warning\\n')\n"
         "print(os.environ['TF_CPP_MIN_LOG_LEVEL'])\n")
-    environment = dict(_ENVIRONMENT, PYTHONPATH=_EXPERIMENTS)
+    environment = dict(_ENVIRONMENT, PYTHONPATH=_REPO)
     quiet = subprocess.run([sys.executable, "-c", program], env=environment,
                            capture_output=True, text=True, check=True)
     assert quiet.stderr == "a real warning\n"

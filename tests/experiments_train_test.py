@@ -21,8 +21,9 @@ _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _EXPERIMENTS = os.path.join(_REPO, "experiments")
 
 from _helpers import weights as _weights  # noqa: E402
-import _rundir  # noqa: E402
-import train  # noqa: E402
+from rlr_keras.experiment import _rundir  # noqa: E402
+from rlr_keras.experiment import _train as train  # noqa: E402
+from rlr_keras.experiment.commands import train as train_command  # noqa: E402
 
 _BACKEND = keras.backend.backend()
 
@@ -156,7 +157,7 @@ def test_flags_file_replays_the_run(finished_run):
     try:
         flags.FLAGS(["train.py",
                      f"--flagfile={os.path.join(output_dir, 'flags.cfg')}"])
-        assert train.arguments_from_flags() == config["arguments"]
+        assert train_command.arguments_from_flags() == config["arguments"]
     finally:
         flags.FLAGS.unparse_flags()
 
@@ -229,8 +230,9 @@ def test_resume_after_sigkill_is_identical(tmp_path, backup_every_s):
     script = tmp_path / "killed_run.py"
     script.write_text(textwrap.dedent(f"""
         import os, signal
-        import _callbacks
-        import train
+        from rlr_keras.experiment import _callbacks
+        from rlr_keras.experiment import _train as train
+        from rlr_keras.experiment.commands import train as train_command
 
         record = _callbacks.MetricsRecorder.on_epoch_end
 
@@ -296,7 +298,7 @@ def test_nan_loss_fails_the_run_with_a_reason(tmp_path):
     (dict(protocol="constant", delta=1.0), "delta must be 0"),
     (dict(batch_size=0), "batch_size"),
     (dict(dataset="idx"), "needs a folder"),
-    (dict(model="resnet"), "--model must be one of"),
+    (dict(model="resnet"), "model must be one of mlp, cnn, vgg16, MODULE"),
     (dict(protocol="sometimes"), "--protocol must be one of"),
     (dict(backup_every_s=-1.0), "--backup_every_s must be a finite number"),
     (dict(backup_every_s=float("nan")), "--backup_every_s must be a finite"),
@@ -329,8 +331,9 @@ def test_flag_choices_are_the_library_lists():
         return tuple(flags.FLAGS[name].parser.enum_values)
 
     assert choices("protocol") == rlr_keras.PROTOCOLS
-    assert choices("model") == rlr_keras.MODEL_NAMES
-    assert train._SEED_MAX == random_factor.SEED_MAX
+    assert train_command._MODEL_NAMES == rlr_keras.MODEL_NAMES
+    assert ", ".join(rlr_keras.MODEL_NAMES) in flags.FLAGS["model"].help
+    assert train_command._SEED_MAX == random_factor.SEED_MAX
 
 
 @pytest.mark.parametrize("distribution, backend", [

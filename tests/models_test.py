@@ -181,7 +181,8 @@ def test_models_module_has_no_copied_download_url():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(name="resnet", input_shape=(28, 28, 1)),
-     "name must be one of 'mlp', 'cnn', 'vgg16', got 'resnet'"),
+     "model must be one of mlp, cnn, vgg16, MODULE:FUNCTION or "
+     "file.py:FUNCTION, got 'resnet'"),
     (dict(name="mlp", input_shape=(28, 28)), "input_shape must be 3"),
     (dict(name="mlp", input_shape=(28, 0, 1)), "input_shape must be 3"),
     (dict(name="mlp", input_shape=(28, 28, 1), num_classes=1),

@@ -17,7 +17,7 @@ from rlr_keras.temperature import effective_temperature
 from rlr_keras.temperature import match_temperature
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-import temperature as temperature_script  # noqa: E402  pylint: disable=g-import-not-at-top
+from rlr_keras.experiment.commands import temperature as temperature_script  # noqa: E402  pylint: disable=g-import-not-at-top
 
 pytestmark = pytest.mark.backend_independent
 

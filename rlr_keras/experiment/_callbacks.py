@@ -10,7 +10,7 @@ import time
 
 import keras
 
-import _rundir
+from rlr_keras.experiment import _rundir
 
 # Keras' epoch-log names -> metrics.jsonl names.
 _RENAMES = {"loss": "train_loss", "accuracy": "train_accuracy",

@@ -53,7 +53,7 @@ import json
 import os
 import shutil
 
-import _rundir
+from rlr_keras.experiment import _rundir
 
 DISTRIBUTIONS = ("none", "mirrored", "multi_worker", "data_parallel")
 # The backend each distribution needs ("none" runs on all of them).

@@ -1,0 +1,478 @@
+r"""Sweeps: a grid of trainings (protocols x seeds x hyperparameters), resumably.
+
+`rlr_keras.experiment.sweep` (and `rlr-sweep`, experiments/sweep.py). Every
+point of the grid is one run (`rlr_keras.experiment.train`) in its own
+folder under `root`, named after what varies, e.g. `cyclic_period=6_seed=0`
+or `random_batch_size=60_learning_rate=0.0002_seed=1`. The grid is
+
+    variants x grid x protocols (cyclic: x periods) x seeds
+
+A run whose status is `done` is skipped, so a sweep killed at any point and
+started again with the same arguments finishes the interrupted run (which
+resumes from its last completed epoch) and the runs not yet started.
+Progress (runs done / total, ETA) is logged, and every event is appended to
+`<root>/sweep_log.jsonl`; see the `rlr-sweep` command (`--helpfull`) for
+the rest.
+"""
+
+import collections
+import ctypes
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from absl import logging
+
+from rlr_keras.experiment import _quiet
+from rlr_keras.experiment import _rundir
+from rlr_keras.experiment import _train
+
+with _quiet.quiet_imports():  # rlr_keras imports Keras (and TensorFlow).
+    from rlr_keras.protocols import PROTOCOLS
+
+_LOG_FILE = "sweep_log.jsonl"
+_SPEC_FILE = "sweep.json"
+# The child process of the subprocess launcher: the train command.
+_TRAIN_COMMAND = ("-m", "rlr_keras.experiment.commands.train")
+
+def _format(value):
+    """A value as it appears in a run's folder name, exactly.
+
+    A float is written `%g` when that reads back as the same float (0.005,
+    2.5e-4 -> "0.00025", 6.0 -> "6": the names of existing run folders), and
+    otherwise as its shortest round-trip `repr` (0.1234567), so that two
+    different values never share a folder.
+    """
+    if isinstance(value, float):
+        text = f"{value:g}"
+        if float(text) != value:
+            text = repr(value)
+    else:
+        text = str(value)
+    return text.replace(os.sep, "-").replace(":", "-")
+
+
+def expand(*, base_arguments, protocols, seeds, periods=None, grid=(),
+           variants=()):
+    """Returns the runs of a sweep: a list of (name, train.run arguments).
+
+    Args:
+        base_arguments: dict, train.run arguments common to all runs.
+        protocols: list of str.
+        seeds: list of int.
+        periods: list of float or None, the cyclic protocol's periods.
+        grid: list of (name, [values]).
+        variants: list of dicts name -> value.
+
+    Raises:
+        ValueError: for an empty or inconsistent grid.
+    """
+    if not protocols or not seeds:
+        raise ValueError("a sweep needs at least one protocol and one seed")
+    unknown = [p for p in protocols if p not in PROTOCOLS]
+    if unknown or len(set(protocols)) != len(protocols):
+        raise ValueError(
+            f"--protocols must list distinct names among "
+            f"{', '.join(PROTOCOLS)}, got {','.join(map(str, protocols))}")
+    if "cyclic" in protocols and not periods:
+        raise ValueError(
+            "--periods is required when --protocols has cyclic (one cyclic "
+            "run per period P in epochs, e.g. --periods=6,18,30), got none")
+    if periods and "cyclic" not in protocols:
+        raise ValueError(
+            "--periods applies only to the cyclic protocol, got --periods="
+            f"{','.join(_format(p) for p in periods)} with --protocols="
+            f"{','.join(protocols)}")
+    if periods and len(set(periods)) != len(periods):
+        raise ValueError(f"--periods repeats a period: "
+                         f"{','.join(_format(p) for p in periods)}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds repeats a seed: {seeds}")
+    variants = list(variants) or [{}]
+    grid_names = [name for name, _ in grid]
+    for variant in variants:
+        overlap = set(variant) & set(grid_names)
+        if overlap:
+            raise ValueError(
+                f"{sorted(overlap)} set by both --grid and --variant")
+    sets_delta = "delta" in grid_names or any(
+        "delta" in variant for variant in variants)
+    if sets_delta and "random" not in protocols:
+        raise ValueError(
+            "delta applies only to the random protocol, but --grid/--variant "
+            f"set it with --protocols={','.join(protocols)}; add random to "
+            "--protocols or drop delta")
+    protocol_points = []
+    for protocol in protocols:
+        for period in (periods if protocol == "cyclic" else [None]):
+            protocol_points.append((protocol, period))
+
+    runs = []
+    for seed in seeds:
+        for variant in variants:
+            for values in itertools.product(*(v for _, v in grid)):
+                point = dict(variant)
+                point.update(zip(grid_names, values))
+                for protocol, period in protocol_points:
+                    run_point = dict(point)
+                    if protocol != "random":
+                        # Delta is the random factor's half-width: the other
+                        # protocols have no delta, and train.py refuses one.
+                        run_point.pop("delta", None)
+                    parts = [protocol]
+                    if period is not None:
+                        parts.append(f"period={_format(period)}")
+                    parts += [f"{name}={_format(run_point[name])}"
+                              for name in sorted(run_point)]
+                    parts.append(f"seed={seed}")
+                    arguments = dict(base_arguments)
+                    arguments.update(run_point)
+                    arguments.update(protocol=protocol, period=period,
+                                     seed=seed)
+                    if protocol != "random":
+                        arguments["delta"] = None
+                    runs.append(("_".join(parts), arguments))
+    counts = collections.Counter(name for name, _ in runs)
+    repeated = sorted(name for name, count in counts.items() if count > 1)
+    if repeated and sets_delta and all(
+            not name.startswith("random_") for name in repeated):
+        raise ValueError(
+            "--grid/--variant vary delta, which applies only to the random "
+            f"protocol: the {', '.join(sorted(set(protocols) - {'random'}))} "
+            f"runs would repeat (e.g. {repeated[0]}); sweep delta in a "
+            "sweep of its own with --protocols=random")
+    if repeated:
+        raise ValueError(
+            f"the grid repeats a point: {len(repeated)} run folders would "
+            f"hold two runs each (e.g. {repeated[0]}); check --grid/--variant")
+    return runs
+
+
+class _Recorded:
+    """`arguments` with the model and dataset as recorded specs (JSON).
+
+    Arrays are hashed once per object (`rlr_keras.data.dataset_spec`).
+    """
+
+    def __init__(self):
+        self._specs = {}
+
+    def __call__(self, arguments):
+        from rlr_keras import data as data_lib  # pylint: disable=all
+        from rlr_keras import models  # pylint: disable=g-import-not-at-top
+
+        specs = {}
+        for key, spec_of in (("model", models.model_spec),
+                             ("dataset", data_lib.dataset_spec)):
+            value = arguments.get(key)
+            if isinstance(value, str) or value is None:
+                specs[key] = value
+            else:
+                if id(value) not in self._specs:
+                    self._specs[id(value)] = (value, spec_of(value))
+                specs[key] = self._specs[id(value)][1]
+        return dict(arguments, **specs)
+
+
+def _is_user_code(value, kind):
+    """Whether a model or dataset is the user's (a callable, a spec of user
+    code or file, or arrays), which the sweep checks before any run."""
+    from rlr_keras import data as data_lib  # pylint: disable=all
+
+    if not isinstance(value, str):
+        return True
+    if kind == "model":
+        from rlr_keras import models  # pylint: disable=g-import-not-at-top
+
+        return value not in models.MODEL_NAMES
+    return data_lib.parse_dataset_spec(value)[0] in ("function", "npz")
+
+
+def check_models_and_data(runs, recorded=None):
+    """Loads each of the user's datasets and builds each user model once.
+
+    So that a spec that does not import, a model that returns no Model or
+    the wrong number of logits, or arrays that are not usable stop the
+    sweep with one line before any run folder is touched. Built-in models
+    and dataset formats are left to the runs (their specs were parsed).
+
+    Raises:
+        ValueError, TypeError: as `rlr_keras.data.load_dataset` and
+            `rlr_keras.models.build_model` do.
+    """
+    recorded = recorded or _Recorded()
+    checked = set()
+    for _, arguments in runs:
+        specs = recorded(arguments)
+        key = (specs["model"], specs["dataset"], arguments.get("image_size"))
+        user_model = _is_user_code(arguments["model"], "model")
+        user_data = _is_user_code(arguments["dataset"], "dataset")
+        if key in checked or not (user_model or user_data):
+            continue
+        checked.add(key)
+        with _quiet.quiet_imports():
+            from rlr_keras import data as data_lib  # pylint: disable=all
+            from rlr_keras import models  # pylint: disable=all
+
+            image_size = _train.parse_image_size(arguments.get("image_size"))
+            data = data_lib.load_dataset(arguments["dataset"],
+                                         data_dir=arguments.get("data_dir"),
+                                         image_size=image_size)
+            if user_model:
+                models.build_model(arguments["model"], data.input_shape,
+                                   data.num_classes, seed=arguments["seed"])
+
+
+def _log_event(root, event, name=None, **extra):
+    """Appends one event to the sweep log (an append-only JSON-lines log)."""
+    record = {"time": time.time(), "event": event, "run": name, **extra}
+    with open(os.path.join(root, _LOG_FILE), "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_log(root):
+    """Returns the sweep log's events; a line torn by a kill is skipped."""
+    events = []
+    try:
+        with open(os.path.join(root, _LOG_FILE), encoding="utf-8") as f:
+            for line in f:
+                try:
+                    events.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
+    except FileNotFoundError:
+        pass
+    return events
+
+
+def _hparams(arguments, varying):
+    """The run's grid coordinates, as HParams values (no None)."""
+    names = ["protocol", "period", "seed"] + sorted(
+        name for name in varying if name not in ("protocol", "period", "seed"))
+    return {name: arguments[name] for name in names
+            if arguments.get(name) is not None}
+
+
+# The metrics of the HParams dashboard, as (run folder below a run's
+# tensorboard/, tag, description): Keras' epoch logs, and summary.json's
+# values that are no per-epoch scalars, which train.py writes at the end of a
+# run into tensorboard/ itself. Listing them keeps TensorBoard from showing
+# every scalar of every run (alpha, D, T, ...) as a metric.
+HPARAMS_METRICS = (
+    ("validation", "epoch_accuracy",
+     "Test accuracy; its last value is final_test_accuracy."),
+    ("validation", "epoch_loss", "Test loss."),
+    ("train", "epoch_accuracy", "Training accuracy (running mean)."),
+    ("train", "epoch_loss",
+     "Training loss (running mean); its last value is final_train_loss."),
+    ("", "summary/best_test_accuracy", "Best test accuracy of the run."),
+    ("", "summary/generalization_gap",
+     "Final training accuracy minus final test accuracy."),
+)
+
+
+def _hparams_domains(runs, varying):
+    """{name: sorted distinct values} of the runs' HParams (see `_hparams`)."""
+    domains = collections.defaultdict(set)
+    for _, arguments in runs:
+        for name, value in _hparams(arguments, varying).items():
+            domains[name].add(value)
+    return {name: sorted(values, key=lambda v: (str(type(v)), v))
+            for name, values in domains.items()}
+
+
+# prctl(2) option: the signal the kernel sends a process when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid):
+    """Returns a `preexec_fn` that ties a child's life to `parent_pid`'s.
+
+    A sweep killed with SIGKILL cannot stop its train.py child, which would
+    then race the restarted sweep's run in the same folder; Linux's
+    PR_SET_PDEATHSIG makes the kernel SIGKILL the child when the sweep dies.
+    Elsewhere (no prctl) it does nothing.
+    """
+    def preexec():
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            return
+        if os.getppid() != parent_pid:  # The sweep died before the prctl.
+            os.kill(os.getpid(), signal.SIGKILL)
+    return preexec
+
+
+def _run_subprocess(arguments):
+    """Runs train.py in a child process that cannot outlive this one.
+
+    The child shares the sweep's process group (a Ctrl-C at the terminal
+    reaches both); a SIGINT or SIGTERM sent to the sweep alone is forwarded
+    to it, the sweep waits for it to stop (it writes its status), then stops
+    itself: KeyboardInterrupt for SIGINT, exit status 128 + signal for
+    SIGTERM.
+    """
+    command = [sys.executable, *_TRAIN_COMMAND] + [
+        line for line in (_rundir.format_flag(name, value)
+                          for name, value in arguments.items())
+        if line is not None]
+    preexec = (_die_with_parent(os.getpid()) if sys.platform == "linux"
+               else None)
+    child = subprocess.Popen(command, preexec_fn=preexec)  # pylint: disable=subprocess-popen-preexec-fn
+    received = []
+
+    def forward(signum, frame):
+        del frame
+        received.append(signum)
+        if child.poll() is None:
+            child.send_signal(signum)
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {signum: signal.signal(signum, forward)
+                    for signum in handled}
+    try:
+        returncode = child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if child.poll() is None:  # An exception while waiting.
+            child.kill()
+            child.wait()
+    if received:
+        if received[0] == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(128 + received[0])
+    if returncode:
+        record = _rundir.read_json(
+            os.path.join(arguments["output_dir"], _rundir.STATUS_FILE), {})
+        raise RuntimeError(record.get("error") or
+                           f"train.py exited with status {returncode}")
+
+
+def _duration(seconds):
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def run(*, root, base_arguments, protocols=PROTOCOLS,
+        seeds=(0, 1, 2), periods=None, grid=(), variants=(),
+        launcher="inprocess", make_plots=True, title=None, group_by=None,
+        equivalence_margin=0.005, dry_run=False):
+    """Runs (or resumes) a sweep; returns {"done": [...], "failed": {...}}.
+
+    Args:
+        root: str, the sweep's folder.
+        base_arguments: dict, train.run arguments common to all runs (its
+            output_dir, protocol, period and seed are ignored).
+        protocols, seeds, periods, grid, variants: the grid, see `expand`.
+        launcher: "inprocess" or "subprocess".
+        make_plots: bool, run plot.py on the finished runs at the end.
+        title, group_by, equivalence_margin: passed to `plot.run`.
+        dry_run: bool, only list the runs.
+
+    Returns:
+        A dict with the names of the runs `done` (list), `failed` (dict
+        name -> error) and `skipped` (done before this call).
+    """
+    if launcher not in ("inprocess", "subprocess"):
+        raise ValueError(
+            f"launcher must be 'inprocess' or 'subprocess', got {launcher!r}")
+    runs = expand(base_arguments=base_arguments, protocols=list(protocols),
+                  seeds=list(seeds), periods=periods, grid=grid,
+                  variants=variants)
+    recorded = _Recorded()
+    if launcher == "subprocess":
+        for name, arguments in runs:
+            for key in ("model", "dataset"):
+                spec = recorded(arguments)[key]
+                if spec != arguments[key]:
+                    raise ValueError(
+                        f"launcher='subprocess' starts each run in a new "
+                        f"process, which cannot receive {key}={spec} (a "
+                        "Python object); use launcher='inprocess', or give "
+                        f"the {key} as a spec (MODULE:FUNCTION, "
+                        "file.py:FUNCTION" + (", npz:PATH" if key == "dataset"
+                                              else "") + ")")
+    if not dry_run:
+        check_models_and_data(runs, recorded)
+    varying = {name for name, _ in grid} | {
+        name for variant in variants for name in variant}
+    for name, arguments in runs:
+        arguments["output_dir"] = os.path.join(root, name)
+    total = len(runs)
+    status = {name: _rundir.read_status(arguments["output_dir"])
+              for name, arguments in runs}
+    skipped = [name for name in status if status[name] == _rundir.DONE]
+    logging.info("Sweep %s: %d runs, %d done already.", root, total,
+                 len(skipped))
+    if dry_run:
+        for name, _ in runs:
+            print(f"{status[name] or 'not started':12s} {name}")
+        return {"done": skipped, "failed": {}, "skipped": skipped}
+
+    os.makedirs(root, exist_ok=True)
+    _rundir.write_json(os.path.join(root, _SPEC_FILE), {
+        "protocols": list(protocols), "seeds": list(seeds),
+        "periods": periods, "grid": [list(g) for g in grid],
+        "variants": list(variants),
+        "base_arguments": recorded(base_arguments),
+        "runs": {name: recorded(arguments) for name, arguments in runs},
+    })
+    _rundir.write_hparams_experiment(
+        root, _hparams_domains(runs, varying), HPARAMS_METRICS)
+    _log_event(root, "sweep_start", total=total, done=len(skipped))
+    done, failed = list(skipped), {}
+    durations = []
+    for name, arguments in runs:
+        if name in skipped:
+            _log_event(root, "skip", name)
+            continue
+        _log_event(root, "start", name)
+        logging.info("[%d/%d] Starting %s", len(done) + len(failed) + 1,
+                     total, name)
+        start = time.monotonic()
+        try:
+            if launcher == "inprocess":
+                _train.run(**arguments)
+            else:
+                _run_subprocess(arguments)
+        except Exception as error:  # pylint: disable=broad-except
+            failed[name] = f"{type(error).__name__}: {error}"
+            _log_event(root, "failed", name, error=failed[name])
+            logging.error("Run %s failed: %s", name, failed[name])
+        else:
+            done.append(name)
+            _log_event(root, "done", name)
+        durations.append(time.monotonic() - start)
+        remaining = total - len(done) - len(failed)
+        eta = sum(durations) / len(durations) * remaining
+        logging.info("[%d/%d] %s %s in %s; %d to go, ETA %s",
+                     len(done) + len(failed), total, name,
+                     "failed" if name in failed else "done",
+                     _duration(durations[-1]), remaining, _duration(eta))
+    _log_event(root, "sweep_end", done=len(done), failed=len(failed))
+    logging.info("Sweep %s: %d of %d runs done, %d failed.", root, len(done),
+                 total, len(failed))
+    for name, error in failed.items():
+        logging.error("Failed: %s: %s", name, error)
+    if make_plots and done:
+        from rlr_keras.experiment import _report  # pylint: disable=all
+
+        _report.run(runs=[root], group_by=group_by, title=title,
+                 equivalence_margin=equivalence_margin)
+    return {"done": done, "failed": failed, "skipped": skipped}
+
