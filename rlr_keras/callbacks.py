@@ -32,7 +32,7 @@ def _check_log_dir(log_dir, none_allowed=False):
         return os.fspath(log_dir)
     except TypeError:
         allowed = "a str or path-like" + (" or None" if none_allowed else "")
-        raise ValueError(
+        raise TypeError(
             f"log_dir must be {allowed}, got {log_dir!r}") from None
 
 
@@ -163,9 +163,8 @@ class LearningRateMonitor(keras.callbacks.Callback):
       `rlr/step_alpha` (alpha_k) and `rlr/step_effective_learning_rate`
       (l_k * alpha_k, in float32);
     - every epoch (x-axis the epoch index): `rlr/epoch_learning_rate` (l at
-      the epoch's first step), `rlr/epoch_alpha_mean` and
-      `rlr/epoch_alpha_std` (mean and population standard deviation of alpha
-      over the epoch's steps) and the histogram `rlr/epoch_alpha`.
+      the epoch's first step) and the histogram `rlr/epoch_alpha` of the
+      epoch's alphas.
 
     alpha comes from `alpha_at(k)` of the optimizer (`RandomLRSGD`) and of its
     learning-rate schedule (`rlr_keras.RandomLearningRate` given to any Keras
@@ -175,10 +174,13 @@ class LearningRateMonitor(keras.callbacks.Callback):
     its end from the range of `optimizer.iterations` over the epoch: the
     counter is read twice per epoch (a device-to-host copy per batch would
     slow training), and the log is complete and exact with any
-    `steps_per_execution` and after a resume. The epoch's mean and standard
-    deviation of alpha are also put into the epoch logs as `alpha_mean` and
-    `alpha_std` (for `History`, `CSVLogger` and the like: place this callback
-    before them). `LossScaleOptimizer` is looked through.
+    `steps_per_execution` and after a resume. The epoch's mean and population
+    standard deviation of alpha go into the epoch logs as `alpha_mean` and
+    `alpha_std`, so `History`, `CSVLogger`, `EpochSummaries` and
+    `keras.callbacks.TensorBoard` record them (TensorBoard tags
+    `epoch_alpha_mean`, `epoch_alpha_std`): place this callback before them.
+    They are not written a second time under `rlr/`.
+    `LossScaleOptimizer` is looked through.
 
     With `gradient_accumulation_steps` and a `RandomLearningRate` schedule,
     Keras evaluates the schedule at its micro-batch counter; this monitor
@@ -213,8 +215,6 @@ class LearningRateMonitor(keras.callbacks.Callback):
     STEP_ALPHA_TAG = "rlr/step_alpha"
     STEP_EFFECTIVE_LEARNING_RATE_TAG = "rlr/step_effective_learning_rate"
     EPOCH_LEARNING_RATE_TAG = "rlr/epoch_learning_rate"
-    EPOCH_ALPHA_MEAN_TAG = "rlr/epoch_alpha_mean"
-    EPOCH_ALPHA_STD_TAG = "rlr/epoch_alpha_std"
     EPOCH_ALPHA_HISTOGRAM_TAG = "rlr/epoch_alpha"
 
     def __init__(self, log_dir="logs", update_freq=100):
@@ -284,19 +284,15 @@ class LearningRateMonitor(keras.callbacks.Callback):
         alphas = self._alphas(np.arange(self._epoch_first_step, stop))
         if self.update_freq != "epoch":
             self._write_steps(self._epoch_first_step, alphas)
-        alpha_mean = np.mean(alphas, dtype=np.float64)
-        alpha_std = np.std(alphas, dtype=np.float64)
         if logs is not None:
-            logs["alpha_mean"] = float(alpha_mean)
-            logs["alpha_std"] = float(alpha_std)
+            logs["alpha_mean"] = float(np.mean(alphas, dtype=np.float64))
+            logs["alpha_std"] = float(np.std(alphas, dtype=np.float64))
         writer = self._train_writer
         writer.scalar(
             self.EPOCH_LEARNING_RATE_TAG,
             self._base_learning_rates([self._epoch_first_step])[0],
             epoch,
         )
-        writer.scalar(self.EPOCH_ALPHA_MEAN_TAG, alpha_mean, epoch)
-        writer.scalar(self.EPOCH_ALPHA_STD_TAG, alpha_std, epoch)
         writer.histogram(self.EPOCH_ALPHA_HISTOGRAM_TAG, alphas, epoch)
         writer.flush()
 

@@ -443,7 +443,7 @@ def resolve_loss(loss_fn, name="loss_fn"):
     if isinstance(loss_fn, (str, dict)):
         return keras.losses.get(loss_fn)
     if not callable(loss_fn):
-        raise ValueError(
+        raise TypeError(
             f"{name} must be a Keras loss (object, function or name), got "
             f"{loss_fn!r}")
     return loss_fn
@@ -456,19 +456,20 @@ def _as_numpy(value):
 
 
 def as_arrays(structure, name):
-    """Returns `structure` with NumPy arrays as leaves, or raises ValueError.
+    """Returns `structure` with NumPy arrays as leaves, or raises.
 
     Every leaf must be an array or tensor with examples along axis 0 and
-    finite where it is floating point; a list of lists of numbers, a scalar
-    or NaN/inf is an error that says what is expected.
+    finite where it is floating point; a list of lists of numbers (a
+    `TypeError`), a scalar or NaN/inf (a `ValueError`) is an error that says
+    what is expected.
     """
     leaves = keras.tree.flatten(structure)
-    if not leaves or any(
-            not hasattr(leaf, "shape") or len(leaf.shape) == 0
-            for leaf in leaves):
+    not_arrays = not leaves or any(not hasattr(leaf, "shape")
+                                   for leaf in leaves)
+    if not_arrays or any(len(leaf.shape) == 0 for leaf in leaves):
         kind = (f"a {type(structure).__name__} of "
                 f"{type(leaves[0]).__name__ if leaves else 'nothing'}")
-        raise ValueError(
+        raise (TypeError if not_arrays else ValueError)(
             f"{name} must be an array (or a dict/tuple of arrays) with the "
             f"examples along the first axis, got {kind}; convert it with "
             "np.asarray")

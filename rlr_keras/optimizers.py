@@ -125,8 +125,7 @@ class RandomLRSGD(keras.optimizers.Optimizer):
         momentum = _validation.check_range(
             "momentum", momentum, 0.0, 1.0, high_open=True
         )
-        if not isinstance(nesterov, bool):
-            raise ValueError(f"nesterov must be a bool, got {nesterov!r}")
+        nesterov = _validation.check_bool("nesterov", nesterov)
         if nesterov and momentum == 0.0:
             raise ValueError(
                 "nesterov=True requires momentum in (0, 1), got momentum=0.0"

@@ -101,7 +101,7 @@ def _host_words(step):
                           for s in array.ravel()],
                          np.uint64).reshape(array.shape)
     if array.dtype.kind not in "iu":
-        raise ValueError(
+        raise TypeError(
             "step must be a non-negative integer (or an integer array or "
             f"tensor), got {step!r} of dtype {array.dtype}")
     if array.dtype.kind == "i" and array.size and array.min() < 0:
@@ -118,6 +118,10 @@ def _words(step):
                          tuple)):
         low, high = _host_words(step)
         return _u32(low), _u32(high)
+    if not hasattr(step, "dtype"):  # Not a tensor or variable: '3', None.
+        raise TypeError(
+            "step must be a non-negative integer, an integer array or an "
+            f"integer tensor, got {step!r}")
     step = ops.convert_to_tensor(step)
     dtype = keras.backend.standardize_dtype(step.dtype)
     if dtype in ("int64", "uint64"):
@@ -126,7 +130,7 @@ def _words(step):
         high = ops.right_shift(step, ops.convert_to_tensor(32, "int64"))
         return _mask(ops.cast(low, "uint32")), _mask(ops.cast(high, "uint32"))
     if "int" not in dtype:
-        raise ValueError(
+        raise TypeError(
             f"step must be an integer tensor, got a tensor of dtype {dtype}")
     # A 32-bit counter (JAX without x64) has no high word.
     low = _mask(ops.cast(step, "uint32"))
@@ -149,9 +153,18 @@ def random_bits(seed, step):
         ValueError: for a seed out of range, or a Python/NumPy step that is
             negative, above 2**64 - 1 or not an integer, or a float tensor.
     """
-    seed = validate_seed(seed)
+    return _bits(validate_seed(seed), step)
+
+
+def _bits(seed, step):
+    """`random_bits` without the seed check; `seed` may be a uint32 tensor.
+
+    A tensor seed lets one compiled function serve every seed (see
+    `compiled_random_factor`); the integer operations are exact, so a Python
+    and a tensor seed give the same bits.
+    """
     low, high = _words(step)
-    key_0 = _mix(_u32(seed ^ _KEY_CONSTANT_0))
+    key_0 = _mix(ops.bitwise_xor(_u32(seed), _u32(_KEY_CONSTANT_0)))
     key_1 = _mix(ops.bitwise_xor(key_0, _u32(_KEY_CONSTANT_1)))
     inner = _mix(ops.bitwise_xor(low, key_0))
     return _mix(ops.bitwise_xor(ops.bitwise_xor(inner, high), key_1))
@@ -223,8 +236,12 @@ def random_factor(seed, step, delta):
     Raises:
         ValueError: for a `seed`, `step` or `delta` out of range.
     """
-    delta = validate_delta(delta)
-    bits = random_bits(seed, step)
+    return _factor(validate_seed(seed), step, validate_delta(delta))
+
+
+def _factor(seed, step, delta):
+    """`random_factor` without the checks; `seed` may be a uint32 tensor."""
+    bits = _bits(seed, step)
     if np.float32(delta) < _SMALLEST_DELTA:
         return ops.ones(ops.shape(bits), "float32")
     numerator, exponent, b, c, d = _map_constants(delta)
@@ -253,6 +270,31 @@ def random_factor(seed, step, delta):
     rest = ops.subtract(rest, ops.multiply(ops.cast(low, "float32"),
                                            f32(-(2.0**-exponent))))
     return ops.add(head, rest)
+
+
+_TF_FUNCTIONS = {}
+
+
+def compiled_random_factor(delta):
+    """Returns `random_factor` for one `delta` as a `tf.function` (TensorFlow).
+
+    Takes a uint32 scalar seed and an int64 vector of steps of any length,
+    so it is traced once per `delta` in a process, whatever the seed and the
+    number of steps: a function traced per optimizer, or per length, makes
+    TensorFlow warn about retracing after five traces. alpha is bit-identical
+    eagerly and compiled.
+    """
+    delta = validate_delta(delta)
+    function = _TF_FUNCTIONS.get(delta)
+    if function is None:
+        import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+        function = tf.function(
+            lambda seed, step: _factor(seed, step, delta),
+            input_signature=(tf.TensorSpec([], tf.uint32),
+                             tf.TensorSpec([None], tf.int64)))
+        _TF_FUNCTIONS[delta] = function
+    return function
 
 
 def alpha_second_moment(delta):

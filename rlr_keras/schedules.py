@@ -67,7 +67,7 @@ class RandomLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         if not isinstance(learning_rate, float) and not isinstance(
             learning_rate, keras.optimizers.schedules.LearningRateSchedule
         ):
-            raise ValueError(
+            raise TypeError(
                 "learning_rate must be a non-negative float or a "
                 f"LearningRateSchedule, got {learning_rate!r}"
             )
@@ -211,10 +211,14 @@ def cyclic_cosine(learning_rate, period, epoch):
 
 def _look_up(table, epoch):
     """table[epoch mod len(table)] for an integer tensor `epoch`."""
+    if not isinstance(epoch, (np.ndarray, list, tuple)) and not hasattr(
+            epoch, "dtype"):  # '3', None: before the backend sees them.
+        raise TypeError(
+            f"epoch must be a number >= 0 or an integer tensor, got {epoch!r}")
     epoch = ops.convert_to_tensor(epoch)
     dtype = keras.backend.standardize_dtype(epoch.dtype)
     if "int" not in dtype:
-        raise ValueError(
+        raise TypeError(
             f"epoch must be a number or an integer tensor, got a tensor of "
             f"dtype {dtype}")
     index = ops.mod(epoch, ops.convert_to_tensor(len(table), dtype))
@@ -288,14 +292,22 @@ class CyclicCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         if isinstance(step, (numbers.Number, np.ndarray, np.generic, list)):
-            step = np.asarray(step)
-            if step.dtype.kind not in "iu" or (step.size and step.min() < 0):
+            array = np.asarray(step)
+            if array.dtype.kind not in "iu":
+                raise TypeError(
+                    f"step must be a non-negative integer, got {step!r}")
+            if array.size and array.min() < 0:
                 raise ValueError(
                     f"step must be a non-negative integer, got {step!r}")
+            step = array
+        elif not hasattr(step, "dtype"):
+            raise TypeError(
+                "step must be a non-negative integer or an integer tensor, "
+                f"got {step!r}")
         step = ops.convert_to_tensor(step)
         dtype = keras.backend.standardize_dtype(step.dtype)
         if "int" not in dtype:
-            raise ValueError(
+            raise TypeError(
                 f"step must be an integer tensor, got dtype {dtype}")
         epoch = ops.floor_divide(
             step, ops.convert_to_tensor(self.steps_per_epoch, dtype))

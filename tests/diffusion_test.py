@@ -401,11 +401,29 @@ def test_nan_in_x_raises():
         estimate_diffusion(model, SPARSE_CE, x, y)
 
 
-def test_list_of_lists_raises():
+def test_list_of_lists_raises_type_error():
     model, x, y = _mlp()
-    with pytest.raises(ValueError, match=r"x must be an array .* got a list "
-                                         "of float; convert it with np.asarray"):
+    with pytest.raises(TypeError, match=r"x must be an array .* got a list "
+                                        "of float; convert it with np.asarray"):
         estimate_diffusion(model, SPARSE_CE, x.tolist(), y)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(delta="1"), "delta must be a finite real number, got '1'"),
+    (dict(batch_size=2.5), "batch_size must be an integer, got 2.5"),
+    (dict(loss_fn=3), "loss_fn must be a Keras loss .*got 3"),
+])
+def test_estimate_wrong_types_raise_type_error(kwargs, message):
+    model, x, y = _mlp()
+    kwargs.setdefault("loss_fn", SPARSE_CE)
+    with pytest.raises(TypeError, match=message):
+        estimate_diffusion(model, x=x, y=y, **kwargs)
+
+
+def test_scalar_probe_raises_value_error():
+    model, _, y = _mlp()
+    with pytest.raises(ValueError, match="x must be an array"):
+        estimate_diffusion(model, SPARSE_CE, np.float32(1.0), y)
 
 
 def test_wrong_feature_dimension_raises():

@@ -452,21 +452,36 @@ def test_save_load_and_continue_equals_uninterrupted(tmp_path):
         (dict(learning_rate=-0.1), r"learning_rate must be in \[0, inf\)"),
         (dict(learning_rate=float("nan")), r"learning_rate must be finite"),
         (dict(learning_rate=float("inf")), r"learning_rate must be finite"),
-        (dict(learning_rate="fast"), r"learning_rate must be"),
         (dict(learning_rate=1e300),
          r"learning_rate must be finite in float32 .*got 1e\+300"),
         (dict(coupled_weight_decay=1e39),
          r"coupled_weight_decay must be finite in float32"),
-        (dict(seed=1.5), r"seed must be an integer, got 1.5"),
         (dict(seed=-1), r"seed must be an integer in \[0, 4294967295\]"),
-        (dict(seed="a"), r"seed must be an integer"),
         (dict(coupled_weight_decay=-1e-3), r"coupled_weight_decay must be"),
         (dict(nesterov=True), r"nesterov=True requires momentum"),
-        (dict(nesterov="yes", momentum=0.9), r"nesterov must be a bool"),
     ],
 )
 def test_invalid_arguments_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
+        RandomLRSGD(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(learning_rate="fast"), r"learning_rate must be .*got 'fast'"),
+        (dict(learning_rate=None), r"learning_rate must be .*got None"),
+        (dict(delta="a"), r"delta must be a finite real number, got 'a'"),
+        (dict(delta=None), r"delta must be a finite real number, got None"),
+        (dict(momentum="0.9"), r"momentum must be a finite real number"),
+        (dict(seed=1.5), r"seed must be an integer, got 1.5"),
+        (dict(seed="a"), r"seed must be an integer, got 'a'"),
+        (dict(coupled_weight_decay=None), r"coupled_weight_decay must be"),
+        (dict(nesterov="yes", momentum=0.9), r"nesterov must be a bool"),
+    ],
+)
+def test_arguments_of_the_wrong_type_raise_type_error(kwargs, message):
+    with pytest.raises(TypeError, match=message):
         RandomLRSGD(**kwargs)
 
 
@@ -475,8 +490,12 @@ def test_random_learning_rate_invalid_arguments_raise():
         RandomLearningRate(0.1, delta=2.0)
     with pytest.raises(ValueError, match="learning_rate must be"):
         RandomLearningRate(-1.0)
-    with pytest.raises(ValueError, match="seed must be an integer"):
+    with pytest.raises(TypeError, match="seed must be an integer"):
         RandomLearningRate(0.1, seed=0.5)
+    with pytest.raises(TypeError, match="learning_rate must be .* got None"):
+        RandomLearningRate(None)
+    with pytest.raises(TypeError, match="delta must be a finite real"):
+        RandomLearningRate(0.1, delta="1")
 
 
 def test_random_learning_rate_rejects_learning_rate_infinite_in_float32():

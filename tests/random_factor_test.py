@@ -272,11 +272,8 @@ def test_streams_of_different_seeds_are_unrelated():
 
 @pytest.mark.parametrize("step, message", [
     (-1, r"step must be an integer in \[0, 18446744073709551615\], got -1"),
-    (2.5, "step must be an integer, got 2.5"),
-    (True, "step must be an integer, got True"),
     (2**64, "step must be an integer in"),
     (np.array([0, -3]), "step must be a non-negative integer, got -3"),
-    (np.array([0.5]), "step must be a non-negative integer"),
 ])
 def test_bad_python_steps_raise(step, message):
     with pytest.raises(ValueError, match=message):
@@ -285,8 +282,28 @@ def test_bad_python_steps_raise(step, message):
         RandomLearningRate(0.1, seed=0)(step)
 
 
+@pytest.mark.parametrize("step, message", [
+    (2.5, "step must be an integer, got 2.5"),
+    (True, "step must be an integer, got True"),
+    (np.array([0.5]), "step must be a non-negative integer"),
+    # Checked before the backend sees it: JAX would raise its own TypeError.
+    ("3", "step must be a non-negative integer, an integer array or an "
+          "integer tensor, got '3'"),
+    (None, "step must be a non-negative integer, an integer array or an "
+           "integer tensor, got None"),
+    (["3"], "step must be a non-negative integer"),
+])
+def test_steps_of_the_wrong_type_raise_our_type_error(step, message):
+    with pytest.raises(TypeError, match=message):
+        RandomLRSGD(seed=0).alpha_at(step)
+    with pytest.raises(TypeError, match=message):
+        RandomLearningRate(0.1, seed=0)(step)
+    with pytest.raises(TypeError, match=message):
+        random_factor.random_factor(0, step, 1.0)
+
+
 def test_float_tensor_step_raises():
-    with pytest.raises(ValueError, match="step must be an integer tensor"):
+    with pytest.raises(TypeError, match="step must be an integer tensor"):
         random_factor.random_factor(0, ops.convert_to_tensor([1.0]), 1.0)
 
 
