@@ -28,10 +28,16 @@ Being stateless, the stream survives saving and restoring, every replica of
 a distribution strategy computes the same value, and a NumPy transcription of
 the same operations reproduces it exactly (tests/random_factor_test.py).
 
-Counter range: the optimizer's `iterations` is int64 on TensorFlow, PyTorch
-and JAX with `jax_enable_x64`, so every k < 2**63 is covered; on JAX without
-x64 it is int32, which limits k to 2**31 - 1. Python and NumPy integers are
-split into words on the host and reach every k < 2**64 on every backend.
+Counter range: Keras keeps the optimizer's `iterations` in int64 on
+TensorFlow and on JAX with `jax_enable_x64`, so every k < 2**63 is covered.
+On PyTorch and on JAX without x64 it is int32 (Keras' choice, which a
+subclass cannot change through the public API): after 2**31 - 1 steps it
+wraps to -2**31. A 32-bit counter is read modulo 2**32, so alpha goes on
+through that wrap exactly as for k >= 2**31, and the stream repeats with a
+period of 2**32 (about 4.3e9) steps: step k there uses alpha_{k mod 2**32}
+(tests/random_factor_test.py checks both boundaries). Keras' own schedules
+see the negative counter after the wrap. Python and NumPy integers are split
+into words on the host and reach every k < 2**64 on every backend.
 """
 
 import numbers

@@ -201,6 +201,46 @@ def test_optimizer_counter_reaches_large_steps():
             np_alpha(1, [k], 0.7).view(np.uint32)[0]
 
 
+def _alphas_of_optimizer_steps(optimizer, first, count):
+    """alpha of `count` real steps from iterations = `first`: with l = 1,
+    g = 1 and momentum 0, a step from x = 0 leaves x = -alpha exactly."""
+    variable = keras.Variable(np.zeros((1,), np.float32))
+    optimizer.build([variable])
+    optimizer.iterations.assign(first)
+    alphas = []
+    for _ in range(count):
+        variable.assign(np.zeros((1,), np.float32))
+        optimizer.apply([np.ones((1,), np.float32)], [variable])
+        alphas.append(-ops.convert_to_numpy(variable)[0])
+    return np.array(alphas, np.float32)
+
+
+def test_steps_across_2_to_the_31_continue_the_stream():
+    # Keras keeps iterations in int32 on PyTorch and on JAX without x64: it
+    # wraps from 2**31 - 1 to -2**31, which alpha reads modulo 2**32, so the
+    # stream goes on as if the counter had not wrapped.
+    optimizer = RandomLRSGD(learning_rate=1.0, delta=0.7, seed=9)
+    first = 2**31 - 3
+    got = _alphas_of_optimizer_steps(optimizer, first, 6)
+    want = np_alpha(9, first + np.arange(6), 0.7)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    last = int(ops.convert_to_numpy(optimizer.iterations))
+    assert last == (first + 6 if _counter_bits() == 64
+                    else first + 6 - 2**32)
+
+
+def test_steps_across_2_to_the_32_repeat_only_on_int32_counters():
+    optimizer = RandomLRSGD(learning_rate=1.0, delta=0.7, seed=9)
+    # 2**32 - 2 is -2 in an int32 counter (the same value modulo 2**32).
+    first = 2**32 - 2 if _counter_bits() == 64 else -2
+    got = _alphas_of_optimizer_steps(optimizer, first, 4)
+    steps = 2**32 - 2 + np.arange(4)
+    if _counter_bits() == 32:
+        steps = steps % 2**32  # The documented period: 2**32 steps.
+    want = np_alpha(9, steps, 0.7)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
 def test_power_of_two_delta_gives_exactly_one_plus_delta_c():
     bits = np_bits(7, np.arange(NUM_STEPS))
     c = ((bits >> np.uint64(8)).astype(np.float64) - 2.0**23) * 2.0**-23
