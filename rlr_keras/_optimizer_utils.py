@@ -168,6 +168,19 @@ def mean_learning_rate(optimizer):
     return float(ops.convert_to_numpy(learning_rate))
 
 
+def is_momentum_sgd(optimizer):
+    """Whether the optimizer is SGD with (or without) momentum.
+
+    `RandomLRSGD` and `keras.optimizers.SGD` (with any learning-rate
+    schedule, `RandomLearningRate` included): the optimizers whose
+    stationary state eq. 20 of Musso describes. Adaptive optimizers (Adam,
+    RMSprop, ...) divide the step by a running gradient scale, which the
+    derivation does not cover.
+    """
+    return isinstance(unwrap(optimizer),
+                      (_optimizers.RandomLRSGD, keras.optimizers.SGD))
+
+
 def momentum(optimizer):
     """Returns the optimizer's momentum mu (0 for optimizers without one)."""
     return float(getattr(unwrap(optimizer), "momentum", 0.0) or 0.0)

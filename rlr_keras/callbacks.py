@@ -9,7 +9,11 @@ the diffusion coefficient D and the effective temperature T, and
 TensorBoard files are written without TensorFlow (`tensorboardX`).
 """
 
+from __future__ import annotations
+
 import os
+import warnings
+from typing import Any
 
 import keras
 import numpy as np
@@ -23,6 +27,9 @@ from rlr_keras import schedules as _schedules
 from rlr_keras import temperature as _temperature
 from rlr_keras.random_factor import alpha_second_moment
 from rlr_keras.random_factor import validate_delta
+
+__all__ = ["CyclicCosine", "EpochSummaries", "LearningRateMonitor",
+           "TemperatureMonitor"]
 
 
 def _check_log_dir(log_dir, none_allowed=False):
@@ -47,7 +54,7 @@ def _model_optimizer(callback):
 
 
 @keras.saving.register_keras_serializable(package="rlr_keras")
-class CyclicCosine(keras.callbacks.Callback):
+class CyclicCosine(keras.callbacks.LearningRateScheduler):
     """Sets the cyclic cosine learning rate of Musso (eq. 21) every epoch.
 
     At the start of epoch tau (counted from 0, the value Keras passes to
@@ -67,6 +74,10 @@ class CyclicCosine(keras.callbacks.Callback):
     At the end of each epoch the learning rate the optimizer used is written
     into the epoch logs as `learning_rate`, so `History`, `CSVLogger` and
     `TensorBoard` record it; place this callback before them in the list.
+
+    It is `keras.callbacks.LearningRateScheduler` with `cyclic_cosine` as its
+    schedule, plus a check at the start of training and a config of its own
+    arguments (Keras' callback would store the schedule, a callable).
 
     The optimizer must have a float learning rate (a Keras variable): that of
     `RandomLRSGD` multiplies the velocity (x <- x + l_tau v, as in the
@@ -103,14 +114,20 @@ class CyclicCosine(keras.callbacks.Callback):
         arXiv:2003.06926, 2020 (eq. 21).
     """
 
-    def __init__(self, learning_rate, period):
-        super().__init__()
+    def __init__(self, learning_rate: float, period: float) -> None:
         self.learning_rate = _validation.check_range(
             "learning_rate", learning_rate, 0.0
         )
         self.period = _validation.check_range(
             "period", period, 0.0, low_open=True
         )
+        super().__init__(self._learning_rate_at)
+
+    def _learning_rate_at(self, epoch, learning_rate=None):
+        """The schedule given to Keras: eq. 21 at epoch tau = `epoch`."""
+        del learning_rate  # Eq. 21 depends on the epoch only.
+        return _schedules.cyclic_cosine(self.learning_rate, self.period,
+                                        epoch)
 
     def _optimizer(self):
         optimizer = _model_optimizer(self)
@@ -127,20 +144,11 @@ class CyclicCosine(keras.callbacks.Callback):
         return optimizer
 
     def on_train_begin(self, logs=None):
-        self._optimizer()  # Fails before the first step, not at epoch 0.
+        # Fails before the first step, with a message that says what to use
+        # instead (Keras would fail at epoch 0 with "not settable").
+        self._optimizer()
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._optimizer().learning_rate = _schedules.cyclic_cosine(
-            self.learning_rate, self.period, epoch
-        )
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["learning_rate"] = float(
-                ops.convert_to_numpy(self._optimizer().learning_rate)
-            )
-
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "period": self.period}
 
     @classmethod
@@ -217,7 +225,8 @@ class LearningRateMonitor(keras.callbacks.Callback):
     EPOCH_LEARNING_RATE_TAG = "rlr/epoch_learning_rate"
     EPOCH_ALPHA_HISTOGRAM_TAG = "rlr/epoch_alpha"
 
-    def __init__(self, log_dir="logs", update_freq=100):
+    def __init__(self, log_dir: str | os.PathLike = "logs",
+                 update_freq: int | str = 100) -> None:
         super().__init__()
         self.log_dir = _check_log_dir(log_dir)
         if isinstance(update_freq, str):
@@ -301,7 +310,7 @@ class LearningRateMonitor(keras.callbacks.Callback):
             self._writer.close()
             self._writer = None
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"log_dir": self.log_dir, "update_freq": self.update_freq}
 
     @classmethod
@@ -346,6 +355,12 @@ class TemperatureMonitor(keras.callbacks.Callback):
     `EpochSummaries` callback after this one, leave `log_dir=None`: it writes
     the two new log entries itself. Runs on every Keras backend.
 
+    Eq. 20 is derived for SGD with momentum: `RandomLRSGD` or
+    `keras.optimizers.SGD` (with any schedule, `RandomLearningRate`
+    included). With any other optimizer (Adam, AdamW, RMSprop, ...) the
+    callback warns once at the start of training: D is still measured, but
+    T is then only the formula evaluated at that optimizer's learning rate.
+
     Args:
         x: array (or nested structure of arrays): the probe inputs, held
             fixed for the whole training.
@@ -388,8 +403,11 @@ class TemperatureMonitor(keras.callbacks.Callback):
         2020, eq. 20 and Appendix A.
     """
 
-    def __init__(self, x, y, batch_size, loss=None, delta=None, frequency=1,
-                 probe_batch_size=256, log_dir=None, jit_compile=False):
+    def __init__(self, x: Any, y: Any, batch_size: int,
+                 loss: Any = None, delta: float | None = None,
+                 frequency: int = 1, probe_batch_size: int = 256,
+                 log_dir: str | os.PathLike | None = None,
+                 jit_compile: bool = False) -> None:
         super().__init__()
         self.x = _diffusion.as_arrays(x, "x")
         self.y = _diffusion.as_arrays(y, "y")
@@ -405,6 +423,7 @@ class TemperatureMonitor(keras.callbacks.Callback):
         self.log_dir = _check_log_dir(log_dir, none_allowed=True)
         self.jit_compile = bool(jit_compile)
         self._writer = None
+        self._warned_optimizer = None
 
     def _loss(self):
         loss = self.loss if self.loss is not None else self.model.loss
@@ -415,9 +434,26 @@ class TemperatureMonitor(keras.callbacks.Callback):
                 f"compile the model with one, got {loss!r}")
         return _diffusion.resolve_loss(loss, "loss")
 
-    def measure(self):
+    def _warn_if_not_sgd(self, optimizer):
+        if (_optimizer_utils.is_momentum_sgd(optimizer)
+                or self._warned_optimizer is optimizer):
+            return
+        self._warned_optimizer = optimizer  # Once per optimizer.
+        warnings.warn(
+            "TemperatureMonitor: eq. 20 of Musso, T = l D / (2 C (1 - mu)), "
+            "holds for SGD with momentum (RandomLRSGD, keras.optimizers.SGD), "
+            f"got {type(optimizer).__name__} {optimizer.name!r}; its "
+            "'temperature' is that formula evaluated at its learning rate, "
+            "not an effective temperature (D is still the measured gradient "
+            "noise)", stacklevel=2)
+
+    def on_train_begin(self, logs=None):
+        self._warn_if_not_sgd(_model_optimizer(self))
+
+    def measure(self) -> tuple[float, float]:
         """Returns (D, T) for the model's current weights."""
         optimizer = _model_optimizer(self)
+        self._warn_if_not_sgd(optimizer)
         second_moment = (
             alpha_second_moment(self.delta) if self.delta is not None
             else _optimizer_utils.optimizer_alpha_second_moment(optimizer))
@@ -453,7 +489,7 @@ class TemperatureMonitor(keras.callbacks.Callback):
             self._writer.close()
             self._writer = None
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         loss = self.loss
         if loss is not None and not isinstance(loss, (str, dict)):
             loss = keras.losses.serialize(loss)
@@ -515,7 +551,7 @@ class EpochSummaries(keras.callbacks.Callback):
     ['train', 'validation']
     """
 
-    def __init__(self, log_dir="logs"):
+    def __init__(self, log_dir: str | os.PathLike = "logs") -> None:
         super().__init__()
         self.log_dir = _check_log_dir(log_dir)
         self._writers = {}
@@ -554,7 +590,7 @@ class EpochSummaries(keras.callbacks.Callback):
             writer.close()
         self._writers = {}
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"log_dir": self.log_dir}
 
     @classmethod

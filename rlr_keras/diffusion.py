@@ -19,9 +19,12 @@ Per-example gradients come from one of two paths, chosen automatically:
 Only public Keras APIs are used; TensorFlow is imported only on its backend.
 """
 
+from __future__ import annotations
+
 import inspect
 import typing
 import weakref
+from typing import Any
 
 import keras
 import numpy as np
@@ -29,6 +32,9 @@ from keras import ops
 
 from rlr_keras import _validation
 from rlr_keras.random_factor import alpha_second_moment
+
+__all__ = ["DiffusionEstimate", "diffusion_from_moments",
+           "estimate_diffusion"]
 
 
 class DiffusionEstimate(typing.NamedTuple):
@@ -541,14 +547,18 @@ def _check_labels(loss_fn, y):
 # Public API --------------------------------------------------------------------
 
 
-def diffusion_from_moments(second_moment, mean_squared_norm,
-                           squared_mean_norm, num_weights):
+def diffusion_from_moments(second_moment: float, mean_squared_norm: float,
+                           squared_mean_norm: float,
+                           num_weights: int) -> float:
     """D = (<alpha^2> mean_j |g_j|^2 - |g|^2) / n (Appendix A, eq. 31)."""
     return (second_moment * mean_squared_norm - squared_mean_norm) / num_weights
 
 
-def estimate_diffusion(model, loss_fn, x, y, delta=0.0, batch_size=256,
-                       return_pieces=False, jit_compile=False):
+def estimate_diffusion(model: keras.Model, loss_fn: Any, x: Any, y: Any,
+                       delta: float = 0.0, batch_size: int = 256,
+                       return_pieces: bool = False,
+                       jit_compile: bool = False
+                       ) -> float | DiffusionEstimate:
     """Measures the isotropic diffusion coefficient D of the gradient noise.
 
     Following the paper's Appendix A, with g_j the gradient of the loss of
@@ -657,11 +667,11 @@ def estimate_diffusion(model, loss_fn, x, y, delta=0.0, batch_size=256,
         _chunk_moments(model, loss_fn, x, bool(jit_compile)), x, y,
         batch_size)
     squared_mean_norm = float(mean @ mean)
-    mean_squared_norm = scatter / count + squared_mean_norm
+    mean_squared_norm = float(scatter / count + squared_mean_norm)
     diffusion = diffusion_from_moments(
         second_moment, mean_squared_norm, squared_mean_norm, num_weights)
     if return_pieces:
         return DiffusionEstimate(
             diffusion, mean_squared_norm, squared_mean_norm, num_weights,
-            count)
+            int(count))
     return diffusion

@@ -5,6 +5,8 @@ the callbacks that realize it; users and the experiment scripts both go
 through it, so each protocol is defined in one place.
 """
 
+from __future__ import annotations
+
 from typing import Any, NamedTuple
 
 import keras
@@ -13,6 +15,8 @@ from rlr_keras import _validation
 from rlr_keras import callbacks as _callbacks
 from rlr_keras import optimizers as _optimizers
 from rlr_keras import schedules as _schedules
+
+__all__ = ["PROTOCOLS", "Protocol", "build"]
 
 PROTOCOLS = ("constant", "random", "cyclic")
 
@@ -29,7 +33,7 @@ class Protocol(NamedTuple):
     """
 
     optimizer: keras.optimizers.Optimizer
-    callbacks: list
+    callbacks: list[keras.callbacks.Callback]
 
 
 def build(

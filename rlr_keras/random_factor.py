@@ -40,14 +40,30 @@ see the negative counter after the wrap. Python and NumPy integers are split
 into words on the host and reach every k < 2**64 on every backend.
 """
 
+from __future__ import annotations
+
 import numbers
 import random
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
 
 from rlr_keras import _validation
+
+__all__ = [
+    "SEED_MAX",
+    "STEP_MAX",
+    "alpha_second_moment",
+    "compiled_random_factor",
+    "random_bits",
+    "random_factor",
+    "resolve_seed",
+    "validate_delta",
+    "validate_seed",
+]
 
 # lowbias32 constants (C. Wellons, "Prospecting for hash functions", 2018).
 _MIX_MULTIPLIER_1 = 0x7FEB352D
@@ -143,7 +159,7 @@ def _words(step):
     return low, ops.zeros_like(low)
 
 
-def random_bits(seed, step):
+def random_bits(seed: int, step: Any) -> Any:
     """Returns the 32-bit hash h(seed, step) as a uint32 tensor.
 
     On PyTorch, whose Keras backend stores uint32 as int64, the tensor holds
@@ -201,7 +217,7 @@ def _map_constants(delta):
             np.float32(d_lo * np.float32(2.0**-23)))
 
 
-def random_factor(seed, step, delta):
+def random_factor(seed: int, step: Any, delta: float) -> Any:
     """Returns alpha_k, uniform on [1 - delta, 1 + delta], as float32.
 
     With m the top 24 bits of h(seed, k), c = (m - 2**23) / 2**23 is uniform
@@ -281,7 +297,7 @@ def _factor(seed, step, delta):
 _TF_FUNCTIONS = {}
 
 
-def compiled_random_factor(delta):
+def compiled_random_factor(delta: float) -> Callable[[Any, Any], Any]:
     """Returns `random_factor` for one `delta` as a `tf.function` (TensorFlow).
 
     Takes a uint32 scalar seed and an int64 vector of steps of any length,
@@ -303,7 +319,7 @@ def compiled_random_factor(delta):
     return function
 
 
-def alpha_second_moment(delta):
+def alpha_second_moment(delta: float) -> float:
     """Returns <alpha^2> = 1 + delta^2 / 3, alpha uniform on [1-delta, 1+delta].
 
     The paper's eq. 27 (and 29-31) print 1 + delta / 3; the variance of the
@@ -314,18 +330,18 @@ def alpha_second_moment(delta):
     return 1.0 + delta**2 / 3.0
 
 
-def validate_seed(seed):
+def validate_seed(seed: int) -> int:
     """Returns `seed` as an int in [0, 2**32 - 1] or raises ValueError."""
     return _validation.check_int("seed", seed, 0, SEED_MAX)
 
 
-def resolve_seed(seed):
+def resolve_seed(seed: int | None) -> int:
     """Returns `seed` validated, or a fresh seed in [0, 2**32 - 1] if None."""
     if seed is None:
         return random.SystemRandom().randrange(SEED_MAX + 1)
     return validate_seed(seed)
 
 
-def validate_delta(delta):
+def validate_delta(delta: float) -> float:
     """Returns `delta` as a float in [0, 1] or raises ValueError."""
     return _validation.check_range("delta", delta, 0.0, 1.0)

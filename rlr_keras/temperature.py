@@ -15,11 +15,15 @@ measured by
 `rlr_keras.callbacks.TemperatureMonitor` logs `D` and `T` during training.
 """
 
+from __future__ import annotations
+
 import math
 import sys
 import typing
 
 from rlr_keras import _validation
+
+__all__ = ["Hyperparameters", "effective_temperature", "match_temperature"]
 
 _QUANTITIES = ("learning_rate", "batch_size", "momentum")
 
@@ -42,8 +46,9 @@ def _check_momentum(name, value):
     return _validation.check_range(name, value, 0.0, 1.0, high_open=True)
 
 
-def effective_temperature(learning_rate, batch_size, momentum=0.0,
-                          diffusion=1.0):
+def effective_temperature(learning_rate: float, batch_size: int,
+                          momentum: float = 0.0,
+                          diffusion: float = 1.0) -> float:
     """Returns the effective temperature T of paper eq. 20.
 
     The stationary solution of the Fokker-Planck equation of SGD with
@@ -106,9 +111,12 @@ class Hyperparameters(typing.NamedTuple):
     momentum: float
 
 
-def match_temperature(learning_rate, batch_size, momentum=0.0, *,
-                      new_learning_rate=None, new_batch_size=None,
-                      new_momentum=None, solve_for=None):
+def match_temperature(learning_rate: float, batch_size: int,
+                      momentum: float = 0.0, *,
+                      new_learning_rate: float | None = None,
+                      new_batch_size: int | None = None,
+                      new_momentum: float | None = None,
+                      solve_for: str | None = None) -> Hyperparameters:
     """Returns a configuration with the same effective temperature.
 
     Given a reference configuration `(learning_rate, batch_size, momentum)`

@@ -5,6 +5,7 @@ TensorBoard files are read back with `rlr_keras._summary.read_events`
 """
 
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -184,6 +185,29 @@ def test_cyclic_cosine_rejects_a_schedule_learning_rate(learning_rate):
     with pytest.raises(ValueError, match="needs a float learning_rate"):
         model.fit(*tiny_data(4), verbose=0,
                   callbacks=[CyclicCosine(0.01, period=6)])
+
+
+def test_cyclic_cosine_equals_keras_scheduler_with_cyclic_cosine():
+    # The callback is Keras' LearningRateScheduler with eq. 21: the same
+    # learning rates and weights, bit for bit.
+    from rlr_keras.schedules import cyclic_cosine  # noqa: PLC0415
+
+    def fit(callback):
+        model = unit_gradient_model()
+        model.compile(optimizer=RandomLRSGD(learning_rate=1.0, delta=0.0),
+                      loss=unit_gradient_loss)
+        history = model.fit(np.ones((2, 1)), np.zeros((2, 1)), batch_size=2,
+                            epochs=8, callbacks=[callback], verbose=0)
+        return (history.history["learning_rate"],
+                keras.ops.convert_to_numpy(model.layers[0].kernel))
+
+    ours = CyclicCosine(0.01, period=3)
+    assert isinstance(ours, keras.callbacks.LearningRateScheduler)
+    keras_rates, keras_weights = fit(keras.callbacks.LearningRateScheduler(
+        lambda epoch: cyclic_cosine(0.01, 3, epoch)))
+    rates, weights = fit(ours)
+    assert rates == keras_rates
+    np.testing.assert_array_equal(weights, keras_weights)
 
 
 def test_cyclic_cosine_config_round_trip_and_serialization():
@@ -552,8 +576,49 @@ def test_temperature_monitor_takes_zero_momentum_without_one():
                                  delta=0.0)
     monitor.set_model(model)
     model.optimizer.build(model.trainable_variables)
-    diffusion, temp = monitor.measure()
+    with pytest.warns(UserWarning, match="holds for SGD with momentum"):
+        diffusion, temp = monitor.measure()
     assert temp == pytest.approx(1e-3 * diffusion / 8, rel=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda: keras.optimizers.Adam(learning_rate=1e-3),
+    lambda: keras.optimizers.AdamW(learning_rate=RandomLearningRate(
+        1e-3, seed=0)),
+    lambda: keras.optimizers.RMSprop(learning_rate=1e-3, momentum=0.9),
+])
+def test_temperature_monitor_warns_once_for_optimizers_eq_20_does_not_cover(
+        optimizer):
+    optimizer = optimizer()
+    model, x, y = _compiled_mlp(optimizer)
+    monitor = TemperatureMonitor(x[:8], y[:8], batch_size=8)
+    with pytest.warns(UserWarning) as record:
+        model.fit(x, y, batch_size=8, epochs=2, callbacks=[monitor],
+                  verbose=0)
+    messages = [str(w.message) for w in record
+                if "TemperatureMonitor" in str(w.message)]
+    assert messages == [(
+        "TemperatureMonitor: eq. 20 of Musso, T = l D / (2 C (1 - mu)), "
+        "holds for SGD with momentum (RandomLRSGD, keras.optimizers.SGD), "
+        f"got {type(optimizer).__name__} {optimizer.name!r}; its "
+        "'temperature' is that formula evaluated at its learning rate, not "
+        "an effective temperature (D is still the measured gradient noise)")]
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda: RandomLRSGD(learning_rate=0.01, momentum=0.9, seed=0),
+    lambda: keras.optimizers.SGD(learning_rate=RandomLearningRate(
+        0.01, seed=0), momentum=0.9),
+    lambda: keras.optimizers.LossScaleOptimizer(
+        keras.optimizers.SGD(learning_rate=0.01)),
+])
+def test_temperature_monitor_does_not_warn_for_sgd(optimizer):
+    model, x, y = _compiled_mlp(optimizer())
+    monitor = TemperatureMonitor(x[:8], y[:8], batch_size=8)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="TemperatureMonitor")
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=[monitor],
+                  verbose=0)
 
 
 def test_temperature_monitor_writes_tensorboard_scalars(tmp_path):
