@@ -21,6 +21,7 @@ Only public Keras APIs are used; TensorFlow is imported only on its backend.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 import weakref
@@ -132,7 +133,11 @@ def _vmap(fn, in_axes):
 def _compile(fn, jit_compile):
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        return _tf().function(fn, jit_compile=jit_compile,
+        # One function per model, by design. TensorFlow counts traces per
+        # code object, so a sweep's fresh models (each traced once) would
+        # read as one function retraced and warn; a partial has no code
+        # object and is counted alone.
+        return _tf().function(functools.partial(fn), jit_compile=jit_compile,
                               reduce_retracing=True)
     if backend == "jax" and jit_compile:
         import jax  # pylint: disable=g-import-not-at-top

@@ -380,6 +380,21 @@ def test_model_1_takes_factored_path():
     assert diffusion._dense_chain(model, np.zeros((2, 28, 28))) is None
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow",
+                    reason="tf.function's retracing warning")
+@pytest.mark.parametrize("factored", [True, False])
+def test_fresh_models_do_not_make_tensorflow_warn_about_retracing(
+        caplog, factored):
+    # A sweep measures a new model per run: one tf.function each, traced
+    # once or twice (a last, shorter chunk), which is not retracing.
+    caplog.set_level("WARNING", logger="tensorflow")
+    for seed in range(7):
+        model, x, y = _mlp(seed, num_examples=10)
+        diffusion._accumulate(diffusion._chunk_moments(
+            model, SPARSE_CE, x, False, factored=factored), x, y, 4)
+    assert "retracing" not in caplog.text
+
+
 # Input validation ----------------------------------------------------------
 
 
