@@ -43,6 +43,7 @@ from keras import ops
 
 from rlr_keras import _validation
 from rlr_keras import random_factor as _random_factor
+
 # Re-exported: they lived here before moving below `schedules`.
 from rlr_keras._validation import validate_learning_rate  # noqa: F401
 from rlr_keras.random_factor import resolve_seed  # noqa: F401

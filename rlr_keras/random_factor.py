@@ -300,11 +300,22 @@ _TF_FUNCTIONS = {}
 def compiled_random_factor(delta: float) -> Callable[[Any, Any], Any]:
     """Returns `random_factor` for one `delta` as a `tf.function` (TensorFlow).
 
-    Takes a uint32 scalar seed and an int64 vector of steps of any length,
-    so it is traced once per `delta` in a process, whatever the seed and the
-    number of steps: a function traced per optimizer, or per length, makes
-    TensorFlow warn about retracing after five traces. alpha is bit-identical
-    eagerly and compiled.
+    The function takes the seed as an argument, so it is traced once per
+    `delta` in a process, whatever the seed and the number of steps: a
+    function traced per optimizer, or per length, makes TensorFlow warn about
+    retracing after five traces (`rlr_keras.LearningRateMonitor` computes a
+    sweep's alphas with it). alpha is bit-identical eagerly and compiled.
+
+    Args:
+        delta: float in [0, 1]: the half-width Delta.
+
+    Returns:
+        A `tf.function` `(seed, steps) -> alpha`: `seed` a uint32 scalar
+        tensor (not checked: validate it with `validate_seed`), `steps` an
+        int64 vector of any length; alpha has the shape of `steps`.
+
+    Raises:
+        ValueError: for a `delta` outside [0, 1].
     """
     delta = validate_delta(delta)
     function = _TF_FUNCTIONS.get(delta)
