@@ -574,8 +574,8 @@ def test_adamw_scales_step_and_weight_decay_by_alpha():
     x0 = np.array([1.0, -2.0, 0.5], np.float32)
     grads = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
     variable = keras.Variable(x0)
-    for g in grads:
-        optimizer.apply([g], [variable])
+    for g in grads:  # PyTorch's fused AdamW needs tensors.
+        optimizer.apply([ops.convert_to_tensor(g)], [variable])
     lrs = [float(_numpy(schedule(k))) for k in range(len(grads))]
     np.testing.assert_allclose(_numpy(variable),
                                np_adamw(x0, grads, lrs, 0.5), rtol=1e-5)
