@@ -1,10 +1,15 @@
 """rlr_keras: stochastic gradient descent with random learning rate.
 
-Keras 3 / TensorFlow implementation of D. Musso, "Stochastic gradient descent
-with random learning rate" (2020).
+A Keras 3 implementation, on the TensorFlow, JAX and PyTorch backends, of
+D. Musso, "Stochastic gradient descent with random learning rate"
+(arXiv:2003.06926, 2020): the `RandomLRSGD` optimizer and the
+`RandomLearningRate` schedule for any Keras optimizer, the paper's constant,
+random and cyclic protocols (`protocols.build`), their monitoring callbacks,
+and the effective temperature of eq. 20 with its measured diffusion.
 """
 
-__version__ = "0.1.0"
+# The package's version, defined here only (setup.cfg reads it).
+__version__ = "0.2.0"
 
 # Core (optimizer, random factor, random learning-rate schedule).
 # The alpha stream itself is `rlr_keras.random_factor.random_factor`.
@@ -45,3 +50,38 @@ from rlr_keras.data import train_pipeline
 from rlr_keras.models import MODEL_NAMES
 from rlr_keras.models import VGG16Preprocessing
 from rlr_keras.models import build_model
+
+__all__ = [
+    "MODEL_NAMES",
+    "PROTOCOLS",
+    "ArrayBatches",
+    "CyclicCosine",
+    "CyclicCosineSchedule",
+    "DiffusionEstimate",
+    "EpochSummaries",
+    "Hyperparameters",
+    "ImageDataset",
+    "LearningRateMonitor",
+    "Protocol",
+    "RandomLRSGD",
+    "RandomLearningRate",
+    "TemperatureMonitor",
+    "VGG16Preprocessing",
+    "__version__",
+    "alpha_second_moment",
+    "build_model",
+    "cyclic_cosine",
+    "data",
+    "effective_temperature",
+    "epoch_order",
+    "estimate_diffusion",
+    "eval_pipeline",
+    "load_dataset",
+    "match_temperature",
+    "models",
+    "parse_dataset_spec",
+    "probe_subset",
+    "protocols",
+    "steps_per_epoch",
+    "train_pipeline",
+]

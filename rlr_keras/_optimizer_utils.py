@@ -8,12 +8,13 @@ schedule (`RandomLearningRate` given to any Keras optimizer); both are
 recognized by their public `alpha_at(step)` method and `delta` attribute.
 """
 
-import weakref
-
 import keras
 import numpy as np
 from keras import ops
 
+from rlr_keras import optimizers as _optimizers
+from rlr_keras import random_factor as _random_factor
+from rlr_keras import schedules as _schedules
 from rlr_keras.random_factor import alpha_second_moment
 
 
@@ -79,13 +80,14 @@ def alphas_at(optimizer, steps):
     padded = np.zeros(max(256, 1 << max(flat.size - 1, 0).bit_length()),
                       dtype=np.int64)
     padded[:flat.size] = flat
-    owner = unwrap(optimizer)
     for source in alpha_sources(optimizer):
-        if source is owner and keras.backend.backend() == "tensorflow":
-            # Eagerly, alpha is some fifty TensorFlow ops of milliseconds
-            # in all; the optimizer's own alpha_at is traced once per length.
-            values = _compiled_alpha_at(source)(ops.convert_to_tensor(
-                padded, "int64"))
+        if (keras.backend.backend() == "tensorflow"
+                and type(source).alpha_at in _PLAIN_ALPHA_AT):
+            # Eagerly, alpha is some fifty TensorFlow ops of milliseconds in
+            # all; one compiled function serves every seed and length.
+            values = _random_factor.compiled_random_factor(source.delta)(
+                ops.convert_to_tensor(source.seed, "uint32"),
+                ops.convert_to_tensor(padded, "int64"))
         else:
             values = source.alpha_at(padded)
         values = ops.convert_to_numpy(values)[:flat.size]
@@ -93,22 +95,9 @@ def alphas_at(optimizer, steps):
     return alphas
 
 
-_COMPILED_ALPHA_AT = weakref.WeakKeyDictionary()
-
-
-def _compiled_alpha_at(source):
-    """`source.alpha_at` as a `tf.function`, one per source (TensorFlow).
-
-    Traced with an int64 step tensor, read modulo 2**64 like Python steps;
-    alpha is bit-identical eagerly and compiled (see `random_factor`).
-    """
-    function = _COMPILED_ALPHA_AT.get(source)
-    if function is None:
-        import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-        function = tf.function(source.alpha_at)
-        _COMPILED_ALPHA_AT[source] = function
-    return function
+# The alpha_at methods that are `random_factor(self.seed, step, self.delta)`.
+_PLAIN_ALPHA_AT = (_optimizers.RandomLRSGD.alpha_at,
+                   _schedules.RandomLearningRate.alpha_at)
 
 
 def optimizer_alpha_second_moment(optimizer):
@@ -177,6 +166,19 @@ def mean_learning_rate(optimizer):
             learning_rate, keras.Variable):
         learning_rate = learning_rate()
     return float(ops.convert_to_numpy(learning_rate))
+
+
+def is_momentum_sgd(optimizer):
+    """Whether the optimizer is SGD with (or without) momentum.
+
+    `RandomLRSGD` and `keras.optimizers.SGD` (with any learning-rate
+    schedule, `RandomLearningRate` included): the optimizers whose
+    stationary state eq. 20 of Musso describes. Adaptive optimizers (Adam,
+    RMSprop, ...) divide the step by a running gradient scale, which the
+    derivation does not cover.
+    """
+    return isinstance(unwrap(optimizer),
+                      (_optimizers.RandomLRSGD, keras.optimizers.SGD))
 
 
 def momentum(optimizer):

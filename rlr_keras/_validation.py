@@ -1,7 +1,9 @@
 """Argument checks shared by every public class and function.
 
-Each check raises a `ValueError` that names the argument, the value received
-and what is allowed, e.g. ``delta must be in [0, 1], got 1.5``.
+Each check raises an error that names the argument, the value received and
+what is allowed, e.g. ``delta must be in [0, 1], got 1.5``: a `TypeError` for a
+value of the wrong type (``seed=1.5``, ``delta="a"``, ``learning_rate=None``)
+and a `ValueError` for a value of the right type outside the allowed range.
 """
 
 import math
@@ -16,7 +18,7 @@ FLOAT32_MAX = 3.4028234663852886e38
 def check_real(name, value):
     """Returns `value` as a float; it must be a finite real number."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(
+        raise TypeError(
             f"{name} must be a finite real number, got {value!r}"
         )
     value = float(value)
@@ -66,8 +68,8 @@ def validate_learning_rate(learning_rate):
     """Returns a float learning rate as float; schedules/callables unchanged.
 
     Raises:
-        ValueError: if a number is negative or not finite in float32, or
-            `learning_rate` is neither a number, a
+        ValueError: if a number is negative or not finite in float32.
+        TypeError: if `learning_rate` is neither a number, a
             `keras.optimizers.schedules.LearningRateSchedule` nor a callable.
     """
     if isinstance(learning_rate, numbers.Real) and not isinstance(
@@ -78,7 +80,7 @@ def validate_learning_rate(learning_rate):
         learning_rate, keras.optimizers.schedules.LearningRateSchedule
     ) or callable(learning_rate):
         return learning_rate
-    raise ValueError(
+    raise TypeError(
         "learning_rate must be a non-negative float, a "
         "keras.optimizers.schedules.LearningRateSchedule or a callable, "
         f"got {learning_rate!r}"
@@ -88,7 +90,7 @@ def validate_learning_rate(learning_rate):
 def check_int(name, value, low=None, high=None):
     """Returns `value` as an int; it must be an integer in [low, high]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
+        raise TypeError(f"{name} must be an integer, got {value!r}")
     value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
         lo = "-inf" if low is None else str(low)
@@ -99,10 +101,23 @@ def check_int(name, value, low=None, high=None):
 
 
 def check_choice(name, value, choices):
-    """Returns `value`; it must be one of `choices`."""
+    """Returns `value`; it must be one of `choices`.
+
+    A value of another type than all the choices (e.g. 3 among strings) is a
+    `TypeError`, any other value not among them a `ValueError`.
+    """
+    allowed = ", ".join(repr(c) for c in choices)
+    if not any(isinstance(value, type(c)) for c in choices):
+        raise TypeError(f"{name} must be one of {allowed}, got {value!r}")
     if value not in choices:
-        allowed = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+    return value
+
+
+def check_bool(name, value):
+    """Returns `value`; it must be a bool."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
     return value
 
 

@@ -9,7 +9,11 @@ the diffusion coefficient D and the effective temperature T, and
 TensorBoard files are written without TensorFlow (`tensorboardX`).
 """
 
+from __future__ import annotations
+
 import os
+import warnings
+from typing import Any
 
 import keras
 import numpy as np
@@ -24,6 +28,9 @@ from rlr_keras import temperature as _temperature
 from rlr_keras.random_factor import alpha_second_moment
 from rlr_keras.random_factor import validate_delta
 
+__all__ = ["CyclicCosine", "EpochSummaries", "LearningRateMonitor",
+           "TemperatureMonitor"]
+
 
 def _check_log_dir(log_dir, none_allowed=False):
     if log_dir is None and none_allowed:
@@ -32,7 +39,7 @@ def _check_log_dir(log_dir, none_allowed=False):
         return os.fspath(log_dir)
     except TypeError:
         allowed = "a str or path-like" + (" or None" if none_allowed else "")
-        raise ValueError(
+        raise TypeError(
             f"log_dir must be {allowed}, got {log_dir!r}") from None
 
 
@@ -47,7 +54,7 @@ def _model_optimizer(callback):
 
 
 @keras.saving.register_keras_serializable(package="rlr_keras")
-class CyclicCosine(keras.callbacks.Callback):
+class CyclicCosine(keras.callbacks.LearningRateScheduler):
     """Sets the cyclic cosine learning rate of Musso (eq. 21) every epoch.
 
     At the start of epoch tau (counted from 0, the value Keras passes to
@@ -67,6 +74,10 @@ class CyclicCosine(keras.callbacks.Callback):
     At the end of each epoch the learning rate the optimizer used is written
     into the epoch logs as `learning_rate`, so `History`, `CSVLogger` and
     `TensorBoard` record it; place this callback before them in the list.
+
+    It is `keras.callbacks.LearningRateScheduler` with `cyclic_cosine` as its
+    schedule, plus a check at the start of training and a config of its own
+    arguments (Keras' callback would store the schedule, a callable).
 
     The optimizer must have a float learning rate (a Keras variable): that of
     `RandomLRSGD` multiplies the velocity (x <- x + l_tau v, as in the
@@ -103,14 +114,20 @@ class CyclicCosine(keras.callbacks.Callback):
         arXiv:2003.06926, 2020 (eq. 21).
     """
 
-    def __init__(self, learning_rate, period):
-        super().__init__()
+    def __init__(self, learning_rate: float, period: float) -> None:
         self.learning_rate = _validation.check_range(
             "learning_rate", learning_rate, 0.0
         )
         self.period = _validation.check_range(
             "period", period, 0.0, low_open=True
         )
+        super().__init__(self._learning_rate_at)
+
+    def _learning_rate_at(self, epoch, learning_rate=None):
+        """The schedule given to Keras: eq. 21 at epoch tau = `epoch`."""
+        del learning_rate  # Eq. 21 depends on the epoch only.
+        return _schedules.cyclic_cosine(self.learning_rate, self.period,
+                                        epoch)
 
     def _optimizer(self):
         optimizer = _model_optimizer(self)
@@ -127,20 +144,11 @@ class CyclicCosine(keras.callbacks.Callback):
         return optimizer
 
     def on_train_begin(self, logs=None):
-        self._optimizer()  # Fails before the first step, not at epoch 0.
+        # Fails before the first step, with a message that says what to use
+        # instead (Keras would fail at epoch 0 with "not settable").
+        self._optimizer()
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._optimizer().learning_rate = _schedules.cyclic_cosine(
-            self.learning_rate, self.period, epoch
-        )
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["learning_rate"] = float(
-                ops.convert_to_numpy(self._optimizer().learning_rate)
-            )
-
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "period": self.period}
 
     @classmethod
@@ -163,9 +171,8 @@ class LearningRateMonitor(keras.callbacks.Callback):
       `rlr/step_alpha` (alpha_k) and `rlr/step_effective_learning_rate`
       (l_k * alpha_k, in float32);
     - every epoch (x-axis the epoch index): `rlr/epoch_learning_rate` (l at
-      the epoch's first step), `rlr/epoch_alpha_mean` and
-      `rlr/epoch_alpha_std` (mean and population standard deviation of alpha
-      over the epoch's steps) and the histogram `rlr/epoch_alpha`.
+      the epoch's first step) and the histogram `rlr/epoch_alpha` of the
+      epoch's alphas.
 
     alpha comes from `alpha_at(k)` of the optimizer (`RandomLRSGD`) and of its
     learning-rate schedule (`rlr_keras.RandomLearningRate` given to any Keras
@@ -175,10 +182,13 @@ class LearningRateMonitor(keras.callbacks.Callback):
     its end from the range of `optimizer.iterations` over the epoch: the
     counter is read twice per epoch (a device-to-host copy per batch would
     slow training), and the log is complete and exact with any
-    `steps_per_execution` and after a resume. The epoch's mean and standard
-    deviation of alpha are also put into the epoch logs as `alpha_mean` and
-    `alpha_std` (for `History`, `CSVLogger` and the like: place this callback
-    before them). `LossScaleOptimizer` is looked through.
+    `steps_per_execution` and after a resume. The epoch's mean and population
+    standard deviation of alpha go into the epoch logs as `alpha_mean` and
+    `alpha_std`, so `History`, `CSVLogger`, `EpochSummaries` and
+    `keras.callbacks.TensorBoard` record them (TensorBoard tags
+    `epoch_alpha_mean`, `epoch_alpha_std`): place this callback before them.
+    They are not written a second time under `rlr/`.
+    `LossScaleOptimizer` is looked through.
 
     With `gradient_accumulation_steps` and a `RandomLearningRate` schedule,
     Keras evaluates the schedule at its micro-batch counter; this monitor
@@ -213,11 +223,10 @@ class LearningRateMonitor(keras.callbacks.Callback):
     STEP_ALPHA_TAG = "rlr/step_alpha"
     STEP_EFFECTIVE_LEARNING_RATE_TAG = "rlr/step_effective_learning_rate"
     EPOCH_LEARNING_RATE_TAG = "rlr/epoch_learning_rate"
-    EPOCH_ALPHA_MEAN_TAG = "rlr/epoch_alpha_mean"
-    EPOCH_ALPHA_STD_TAG = "rlr/epoch_alpha_std"
     EPOCH_ALPHA_HISTOGRAM_TAG = "rlr/epoch_alpha"
 
-    def __init__(self, log_dir="logs", update_freq=100):
+    def __init__(self, log_dir: str | os.PathLike = "logs",
+                 update_freq: int | str = 100) -> None:
         super().__init__()
         self.log_dir = _check_log_dir(log_dir)
         if isinstance(update_freq, str):
@@ -284,19 +293,15 @@ class LearningRateMonitor(keras.callbacks.Callback):
         alphas = self._alphas(np.arange(self._epoch_first_step, stop))
         if self.update_freq != "epoch":
             self._write_steps(self._epoch_first_step, alphas)
-        alpha_mean = np.mean(alphas, dtype=np.float64)
-        alpha_std = np.std(alphas, dtype=np.float64)
         if logs is not None:
-            logs["alpha_mean"] = float(alpha_mean)
-            logs["alpha_std"] = float(alpha_std)
+            logs["alpha_mean"] = float(np.mean(alphas, dtype=np.float64))
+            logs["alpha_std"] = float(np.std(alphas, dtype=np.float64))
         writer = self._train_writer
         writer.scalar(
             self.EPOCH_LEARNING_RATE_TAG,
             self._base_learning_rates([self._epoch_first_step])[0],
             epoch,
         )
-        writer.scalar(self.EPOCH_ALPHA_MEAN_TAG, alpha_mean, epoch)
-        writer.scalar(self.EPOCH_ALPHA_STD_TAG, alpha_std, epoch)
         writer.histogram(self.EPOCH_ALPHA_HISTOGRAM_TAG, alphas, epoch)
         writer.flush()
 
@@ -305,7 +310,7 @@ class LearningRateMonitor(keras.callbacks.Callback):
             self._writer.close()
             self._writer = None
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"log_dir": self.log_dir, "update_freq": self.update_freq}
 
     @classmethod
@@ -350,6 +355,12 @@ class TemperatureMonitor(keras.callbacks.Callback):
     `EpochSummaries` callback after this one, leave `log_dir=None`: it writes
     the two new log entries itself. Runs on every Keras backend.
 
+    Eq. 20 is derived for SGD with momentum: `RandomLRSGD` or
+    `keras.optimizers.SGD` (with any schedule, `RandomLearningRate`
+    included). With any other optimizer (Adam, AdamW, RMSprop, ...) the
+    callback warns once at the start of training: D is still measured, but
+    T is then only the formula evaluated at that optimizer's learning rate.
+
     Args:
         x: array (or nested structure of arrays): the probe inputs, held
             fixed for the whole training.
@@ -392,8 +403,11 @@ class TemperatureMonitor(keras.callbacks.Callback):
         2020, eq. 20 and Appendix A.
     """
 
-    def __init__(self, x, y, batch_size, loss=None, delta=None, frequency=1,
-                 probe_batch_size=256, log_dir=None, jit_compile=False):
+    def __init__(self, x: Any, y: Any, batch_size: int,
+                 loss: Any = None, delta: float | None = None,
+                 frequency: int = 1, probe_batch_size: int = 256,
+                 log_dir: str | os.PathLike | None = None,
+                 jit_compile: bool = False) -> None:
         super().__init__()
         self.x = _diffusion.as_arrays(x, "x")
         self.y = _diffusion.as_arrays(y, "y")
@@ -409,6 +423,7 @@ class TemperatureMonitor(keras.callbacks.Callback):
         self.log_dir = _check_log_dir(log_dir, none_allowed=True)
         self.jit_compile = bool(jit_compile)
         self._writer = None
+        self._warned_optimizer = None
 
     def _loss(self):
         loss = self.loss if self.loss is not None else self.model.loss
@@ -419,9 +434,26 @@ class TemperatureMonitor(keras.callbacks.Callback):
                 f"compile the model with one, got {loss!r}")
         return _diffusion.resolve_loss(loss, "loss")
 
-    def measure(self):
+    def _warn_if_not_sgd(self, optimizer):
+        if (_optimizer_utils.is_momentum_sgd(optimizer)
+                or self._warned_optimizer is optimizer):
+            return
+        self._warned_optimizer = optimizer  # Once per optimizer.
+        warnings.warn(
+            "TemperatureMonitor: eq. 20 of Musso, T = l D / (2 C (1 - mu)), "
+            "holds for SGD with momentum (RandomLRSGD, keras.optimizers.SGD), "
+            f"got {type(optimizer).__name__} {optimizer.name!r}; its "
+            "'temperature' is that formula evaluated at its learning rate, "
+            "not an effective temperature (D is still the measured gradient "
+            "noise)", stacklevel=2)
+
+    def on_train_begin(self, logs=None):
+        self._warn_if_not_sgd(_model_optimizer(self))
+
+    def measure(self) -> tuple[float, float]:
         """Returns (D, T) for the model's current weights."""
         optimizer = _model_optimizer(self)
+        self._warn_if_not_sgd(optimizer)
         second_moment = (
             alpha_second_moment(self.delta) if self.delta is not None
             else _optimizer_utils.optimizer_alpha_second_moment(optimizer))
@@ -457,7 +489,7 @@ class TemperatureMonitor(keras.callbacks.Callback):
             self._writer.close()
             self._writer = None
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         loss = self.loss
         if loss is not None and not isinstance(loss, (str, dict)):
             loss = keras.losses.serialize(loss)
@@ -519,7 +551,7 @@ class EpochSummaries(keras.callbacks.Callback):
     ['train', 'validation']
     """
 
-    def __init__(self, log_dir="logs"):
+    def __init__(self, log_dir: str | os.PathLike = "logs") -> None:
         super().__init__()
         self.log_dir = _check_log_dir(log_dir)
         self._writers = {}
@@ -558,7 +590,7 @@ class EpochSummaries(keras.callbacks.Callback):
             writer.close()
         self._writers = {}
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"log_dir": self.log_dir}
 
     @classmethod

@@ -19,9 +19,13 @@ Per-example gradients come from one of two paths, chosen automatically:
 Only public Keras APIs are used; TensorFlow is imported only on its backend.
 """
 
+from __future__ import annotations
+
+import functools
 import inspect
 import typing
 import weakref
+from typing import Any
 
 import keras
 import numpy as np
@@ -29,6 +33,9 @@ from keras import ops
 
 from rlr_keras import _validation
 from rlr_keras.random_factor import alpha_second_moment
+
+__all__ = ["DiffusionEstimate", "diffusion_from_moments",
+           "estimate_diffusion"]
 
 
 class DiffusionEstimate(typing.NamedTuple):
@@ -126,7 +133,11 @@ def _vmap(fn, in_axes):
 def _compile(fn, jit_compile):
     backend = keras.backend.backend()
     if backend == "tensorflow":
-        return _tf().function(fn, jit_compile=jit_compile,
+        # One function per model, by design. TensorFlow counts traces per
+        # code object, so a sweep's fresh models (each traced once) would
+        # read as one function retraced and warn; a partial has no code
+        # object and is counted alone.
+        return _tf().function(functools.partial(fn), jit_compile=jit_compile,
                               reduce_retracing=True)
     if backend == "jax" and jit_compile:
         import jax  # pylint: disable=g-import-not-at-top
@@ -443,7 +454,7 @@ def resolve_loss(loss_fn, name="loss_fn"):
     if isinstance(loss_fn, (str, dict)):
         return keras.losses.get(loss_fn)
     if not callable(loss_fn):
-        raise ValueError(
+        raise TypeError(
             f"{name} must be a Keras loss (object, function or name), got "
             f"{loss_fn!r}")
     return loss_fn
@@ -456,19 +467,20 @@ def _as_numpy(value):
 
 
 def as_arrays(structure, name):
-    """Returns `structure` with NumPy arrays as leaves, or raises ValueError.
+    """Returns `structure` with NumPy arrays as leaves, or raises.
 
     Every leaf must be an array or tensor with examples along axis 0 and
-    finite where it is floating point; a list of lists of numbers, a scalar
-    or NaN/inf is an error that says what is expected.
+    finite where it is floating point; a list of lists of numbers (a
+    `TypeError`), a scalar or NaN/inf (a `ValueError`) is an error that says
+    what is expected.
     """
     leaves = keras.tree.flatten(structure)
-    if not leaves or any(
-            not hasattr(leaf, "shape") or len(leaf.shape) == 0
-            for leaf in leaves):
+    not_arrays = not leaves or any(not hasattr(leaf, "shape")
+                                   for leaf in leaves)
+    if not_arrays or any(len(leaf.shape) == 0 for leaf in leaves):
         kind = (f"a {type(structure).__name__} of "
                 f"{type(leaves[0]).__name__ if leaves else 'nothing'}")
-        raise ValueError(
+        raise (TypeError if not_arrays else ValueError)(
             f"{name} must be an array (or a dict/tuple of arrays) with the "
             f"examples along the first axis, got {kind}; convert it with "
             "np.asarray")
@@ -540,14 +552,18 @@ def _check_labels(loss_fn, y):
 # Public API --------------------------------------------------------------------
 
 
-def diffusion_from_moments(second_moment, mean_squared_norm,
-                           squared_mean_norm, num_weights):
+def diffusion_from_moments(second_moment: float, mean_squared_norm: float,
+                           squared_mean_norm: float,
+                           num_weights: int) -> float:
     """D = (<alpha^2> mean_j |g_j|^2 - |g|^2) / n (Appendix A, eq. 31)."""
     return (second_moment * mean_squared_norm - squared_mean_norm) / num_weights
 
 
-def estimate_diffusion(model, loss_fn, x, y, delta=0.0, batch_size=256,
-                       return_pieces=False, jit_compile=False):
+def estimate_diffusion(model: keras.Model, loss_fn: Any, x: Any, y: Any,
+                       delta: float = 0.0, batch_size: int = 256,
+                       return_pieces: bool = False,
+                       jit_compile: bool = False
+                       ) -> float | DiffusionEstimate:
     """Measures the isotropic diffusion coefficient D of the gradient noise.
 
     Following the paper's Appendix A, with g_j the gradient of the loss of
@@ -656,11 +672,11 @@ def estimate_diffusion(model, loss_fn, x, y, delta=0.0, batch_size=256,
         _chunk_moments(model, loss_fn, x, bool(jit_compile)), x, y,
         batch_size)
     squared_mean_norm = float(mean @ mean)
-    mean_squared_norm = scatter / count + squared_mean_norm
+    mean_squared_norm = float(scatter / count + squared_mean_norm)
     diffusion = diffusion_from_moments(
         second_moment, mean_squared_norm, squared_mean_norm, num_weights)
     if return_pieces:
         return DiffusionEstimate(
             diffusion, mean_squared_norm, squared_mean_norm, num_weights,
-            count)
+            int(count))
     return diffusion

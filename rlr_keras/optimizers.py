@@ -1,26 +1,64 @@
-"""SGD with random learning rate (Musso, eq. 1-2) as a Keras 3 optimizer."""
+"""SGD with random learning rate (Musso, eq. 1-2) as a Keras 3 optimizer.
+
+`RandomLRSGD` is documented for use in its own docstring; the details are
+here.
+
+The alpha stream. alpha_k is drawn once per optimizer step and shared by
+every variable. It is a pure function of (`seed`, k), computed by
+`rlr_keras.random_factor.random_factor`: the same seed gives the same
+stream, a restored optimizer continues it, every replica of a
+`tf.distribute` strategy sees the same value, and TensorFlow, JAX and
+PyTorch, eager or compiled, agree bit for bit. k is `optimizer.iterations`,
+which counts real updates also with `gradient_accumulation_steps`; a step
+that `LossScaleOptimizer` skips for a non-finite gradient consumes no alpha.
+On PyTorch and on JAX without x64 that counter is int32 (see
+`rlr_keras.random_factor` for what happens after 2**31 steps).
+
+Parametrization. l multiplies the velocity, as in eq. 2 and in
+`torch.optim.SGD`; `keras.optimizers.SGD` instead puts the learning rate
+inside the velocity (v <- mu v - l g; x <- x + v). With a constant l and
+`delta=0` the two coincide; when l changes during training (the cyclic
+protocol) they differ: here a change of l rescales the whole velocity at
+once.
+
+Order of operations. Keras' gradient clipping (`clipnorm`, `clipvalue`,
+`global_clipnorm`) acts first, then the coupled weight decay, then alpha:
+clipping never cancels the random factor. Keras' own `weight_decay` is
+decoupled: x <- x - l * wd * x before the step, outside the velocity and
+without alpha.
+
+Sparse gradients (`tf.IndexedSlices`, e.g. from `Embedding`) stay sparse
+with `momentum=0` and no coupled weight decay; with a velocity or a coupled
+decay they are made dense, as the dense velocity needs.
+"""
+
+from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from typing import Any
 
 import keras
 from keras import ops
 
 from rlr_keras import _validation
 from rlr_keras import random_factor as _random_factor
+
 # Re-exported: they lived here before moving below `schedules`.
 from rlr_keras._validation import validate_learning_rate  # noqa: F401
 from rlr_keras.random_factor import resolve_seed  # noqa: F401
+
+__all__ = ["RandomLRSGD"]
 
 
 @keras.saving.register_keras_serializable(package="rlr_keras")
 class RandomLRSGD(keras.optimizers.Optimizer):
     """Stochastic gradient descent with a random learning rate.
 
-    At optimizer step k, with g_k the gradient of the mini-batch loss,
-    mu = `momentum`, l = `learning_rate` (evaluated at step k when it is a
-    schedule), w = `coupled_weight_decay` and a random factor alpha_k drawn
-    from the uniform distribution on [1 - Delta, 1 + Delta], Delta = `delta`,
-    the update of Musso (eq. 1-2) is
+    At optimizer step k, with g_k the (clipped) mini-batch gradient,
+    mu = `momentum`, l = `learning_rate` (at step k when it is a schedule),
+    w = `coupled_weight_decay` and alpha_k uniform on [1 - Delta, 1 + Delta],
+    Delta = `delta`, the update of Musso (eq. 1-2) is
 
     ```
     g_k     = clip(grad f_batch(x_k)) + w * x_k
@@ -29,37 +67,11 @@ class RandomLRSGD(keras.optimizers.Optimizer):
     x_{k+1} = x_k + l * (mu * v_{k+1} - alpha_k * g_k)  # nesterov=True
     ```
 
-    and with `momentum=0`, x_{k+1} = x_k - l * alpha_k * g_k (no velocity
-    slot is allocated). Since <alpha> = 1, l is the mean learning rate; the
-    paper compares protocols at equal l. `delta=0` is plain SGD.
-
-    alpha_k is drawn once per optimizer step and shared by every variable. It
-    is a pure function of (`seed`, k), computed by
-    `rlr_keras.random_factor.random_factor`: the same seed gives the same
-    stream, a restored optimizer continues it, every replica of a
-    `tf.distribute` strategy sees the same value, and TensorFlow, JAX and
-    PyTorch, eager or compiled, agree bit for bit. `alpha_at(k)` returns it. k is
-    `optimizer.iterations`, which counts real updates also with
-    `gradient_accumulation_steps`; a step that `LossScaleOptimizer` skips for
-    a non-finite gradient consumes no alpha.
-
-    Parametrization. l multiplies the velocity, as in eq. 2 and in
-    `torch.optim.SGD`; `keras.optimizers.SGD` instead puts the learning rate
-    inside the velocity (v <- mu v - l g; x <- x + v). With a constant l and
-    `delta=0` the two coincide; when l changes during training (the cyclic
-    protocol) they differ: here a change of l rescales the whole velocity at
-    once. Gradient clipping (`clipnorm`, `clipvalue`, `global_clipnorm`)
-    acts before alpha, so clipping never cancels the random factor.
-
-    Weight decay. `coupled_weight_decay=w` adds w * x to the gradient before
-    the update (the `weight_decay` of `torch.optim.SGD`, which the paper uses
-    with w = 1e-3 for Models 2 and 3); it is scaled by alpha and l and enters
-    the velocity. Keras' own `weight_decay` is decoupled: x <- x - l * wd * x,
-    applied before the step, outside the velocity and without alpha.
-
-    Sparse gradients (`tf.IndexedSlices`, e.g. from `Embedding`) stay sparse
-    with `momentum=0` and no coupled weight decay; with a velocity or a
-    coupled decay they are made dense, as the dense velocity needs.
+    With `momentum=0`, x_{k+1} = x_k - l * alpha_k * g_k (no velocity slot).
+    Since <alpha> = 1, l is the mean learning rate; `delta=0` is plain SGD.
+    alpha_k depends only on (`seed`, k = `optimizer.iterations`):
+    reproducible, resumable and the same on every backend and replica;
+    `alpha_at(k)` returns it. The module docstring has the details.
 
     Args:
         learning_rate: float >= 0, a
@@ -74,13 +86,17 @@ class RandomLRSGD(keras.optimizers.Optimizer):
             `None` draws one at construction and stores it in the config, so
             a saved optimizer stays reproducible. Defaults to `None`.
         coupled_weight_decay: float >= 0: w, the L2 coefficient added to the
-            gradient (PyTorch style). Defaults to `0.0`.
-        **kwargs: the keyword arguments of `keras.optimizers.Optimizer`
-            (`weight_decay`, `clipnorm`, `clipvalue`, `global_clipnorm`,
+            gradient (the `weight_decay` of `torch.optim.SGD`; the paper uses
+            w = 1e-3 for Models 2 and 3), scaled by alpha and l. Defaults to
+            `0.0`.
+        **kwargs: the keyword arguments of `keras.optimizers.Optimizer`:
+            `weight_decay` (Keras' decoupled decay, x <- x - l * wd * x,
+            without alpha), `clipnorm`, `clipvalue`, `global_clipnorm`,
             `use_ema`, `ema_momentum`, `ema_overwrite_frequency`,
-            `loss_scale_factor`, `gradient_accumulation_steps`, `name`).
+            `loss_scale_factor`, `gradient_accumulation_steps`, `name`.
 
     Raises:
+        TypeError: for an argument of the wrong type (e.g. `seed=1.5`).
         ValueError: for an argument outside the ranges above.
 
     Example:
@@ -95,6 +111,15 @@ class RandomLRSGD(keras.optimizers.Optimizer):
     >>> float(opt.alpha_at(0)) == float(opt.alpha_at(0))
     True
 
+    Composes with: any `LearningRateSchedule` (e.g.
+    `rlr_keras.CyclicCosineSchedule`), the `rlr_keras.CyclicCosine` and
+    `keras.callbacks.ReduceLROnPlateau` callbacks (with a float
+    `learning_rate`), `LossScaleOptimizer` (mixed precision),
+    `gradient_accumulation_steps`, `jit_compile`, `tf.distribute` and
+    saving/loading; `rlr_keras.LearningRateMonitor` and
+    `rlr_keras.TemperatureMonitor` read alpha and l from it. For Adam and
+    other optimizers, use `rlr_keras.RandomLearningRate` instead.
+
     References:
         D. Musso, "Stochastic gradient descent with random learning rate",
         arXiv:2003.06926, 2020.
@@ -102,31 +127,31 @@ class RandomLRSGD(keras.optimizers.Optimizer):
 
     def __init__(
         self,
-        learning_rate=0.01,
-        delta=1.0,
-        momentum=0.0,
-        nesterov=False,
-        seed=None,
-        coupled_weight_decay=0.0,
-        weight_decay=None,
-        clipnorm=None,
-        clipvalue=None,
-        global_clipnorm=None,
-        use_ema=False,
-        ema_momentum=0.99,
-        ema_overwrite_frequency=None,
-        loss_scale_factor=None,
-        gradient_accumulation_steps=None,
-        name="random_lr_sgd",
-        **kwargs,
-    ):
+        learning_rate: (float | keras.optimizers.schedules.LearningRateSchedule
+                        | Callable[[], float]) = 0.01,
+        delta: float = 1.0,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        seed: int | None = None,
+        coupled_weight_decay: float = 0.0,
+        weight_decay: float | None = None,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+        global_clipnorm: float | None = None,
+        use_ema: bool = False,
+        ema_momentum: float = 0.99,
+        ema_overwrite_frequency: int | None = None,
+        loss_scale_factor: float | None = None,
+        gradient_accumulation_steps: int | None = None,
+        name: str = "random_lr_sgd",
+        **kwargs: Any,
+    ) -> None:
         learning_rate = _validation.validate_learning_rate(learning_rate)
         delta = _random_factor.validate_delta(delta)
         momentum = _validation.check_range(
             "momentum", momentum, 0.0, 1.0, high_open=True
         )
-        if not isinstance(nesterov, bool):
-            raise ValueError(f"nesterov must be a bool, got {nesterov!r}")
+        nesterov = _validation.check_bool("nesterov", nesterov)
         if nesterov and momentum == 0.0:
             raise ValueError(
                 "nesterov=True requires momentum in (0, 1), got momentum=0.0"
@@ -154,7 +179,7 @@ class RandomLRSGD(keras.optimizers.Optimizer):
         self.seed = _random_factor.resolve_seed(seed)
         self.coupled_weight_decay = coupled_weight_decay
 
-    def alpha_at(self, step):
+    def alpha_at(self, step: Any) -> Any:
         """Returns alpha_k for optimizer iteration `step` (float32 tensor).
 
         Args:
@@ -165,8 +190,9 @@ class RandomLRSGD(keras.optimizers.Optimizer):
                 `rlr_keras.random_factor.random_bits`).
 
         Raises:
-            ValueError: for a negative or non-integer Python/NumPy `step`, or
-                a float tensor.
+            TypeError: for a step that is not an integer, an integer array
+                or an integer tensor (e.g. `'3'`, `2.5`, a float tensor).
+            ValueError: for a negative Python/NumPy `step`.
         """
         return _random_factor.random_factor(self.seed, step, self.delta)
 
@@ -238,7 +264,7 @@ class RandomLRSGD(keras.optimizers.Optimizer):
             )
         return super().from_config(config, custom_objects=custom_objects)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(
             {

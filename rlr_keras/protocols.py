@@ -5,7 +5,9 @@ the callbacks that realize it; users and the experiment scripts both go
 through it, so each protocol is defined in one place.
 """
 
-from typing import NamedTuple
+from __future__ import annotations
+
+from typing import Any, NamedTuple
 
 import keras
 
@@ -13,6 +15,8 @@ from rlr_keras import _validation
 from rlr_keras import callbacks as _callbacks
 from rlr_keras import optimizers as _optimizers
 from rlr_keras import schedules as _schedules
+
+__all__ = ["PROTOCOLS", "Protocol", "build"]
 
 PROTOCOLS = ("constant", "random", "cyclic")
 
@@ -29,22 +33,21 @@ class Protocol(NamedTuple):
     """
 
     optimizer: keras.optimizers.Optimizer
-    callbacks: list
+    callbacks: list[keras.callbacks.Callback]
 
 
 def build(
-    name,
-    /,
+    protocol: str,
     *,
-    learning_rate,
-    delta=None,
-    period=None,
-    momentum=0.0,
-    nesterov=False,
-    coupled_weight_decay=0.0,
-    seed=None,
-    **optimizer_kwargs,
-):
+    learning_rate: float,
+    delta: float | None = None,
+    period: float | None = None,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    coupled_weight_decay: float = 0.0,
+    seed: int | None = None,
+    **optimizer_kwargs: Any,
+) -> Protocol:
     """Returns the optimizer and callbacks of a learning-rate protocol.
 
     All three protocols of Musso (section 3) have the same mean learning rate
@@ -63,9 +66,9 @@ def build(
     learning rate is l_0 = 2 l.
 
     Args:
-        name: str, one of `PROTOCOLS`: `"constant"`, `"random"` or
-            `"cyclic"` (positional only, so that `name=` reaches the
-            optimizer).
+        protocol: str, one of `PROTOCOLS`: `"constant"`, `"random"` or
+            `"cyclic"`, by position or keyword (`name=` goes to the
+            optimizer, as in Keras).
         learning_rate: float >= 0: the mean learning rate l.
         delta: float: Delta. For `"random"`, in (0, 1]; `None` means `1.0`
             (alpha in [0, 2], as in the paper). For `"constant"` and
@@ -85,7 +88,9 @@ def build(
         A `Protocol(optimizer, callbacks)`.
 
     Raises:
-        ValueError: for an unknown `name`, an argument out of range, or an
+        TypeError: for an argument of the wrong type (e.g. `protocol=3`,
+            `learning_rate=None`).
+        ValueError: for an unknown `protocol`, an argument out of range, or an
             invalid combination: `delta > 0` with `"constant"` or `"cyclic"`,
             `delta = 0` with `"random"`, a missing `period` with `"cyclic"`,
             or a `period` with another protocol.
@@ -103,10 +108,10 @@ def build(
         D. Musso, "Stochastic gradient descent with random learning rate",
         arXiv:2003.06926, 2020.
     """
-    _validation.check_choice("name", name, PROTOCOLS)
+    _validation.check_choice("protocol", protocol, PROTOCOLS)
     learning_rate = _validation.check_float32("learning_rate", learning_rate,
                                               0.0)
-    if name == "random":
+    if protocol == "random":
         if delta is None:
             delta = _DEFAULT_RANDOM_DELTA
         delta = _validation.check_range(
@@ -116,10 +121,10 @@ def build(
         delta = _validation.check_range("delta", delta, 0.0, 1.0)
         if delta != 0.0:
             raise ValueError(
-                f"delta must be 0 (or None) for the {name!r} protocol, got "
+                f"delta must be 0 (or None) for the {protocol!r} protocol, got "
                 f"{delta!r}; a random factor is the 'random' protocol"
             )
-    if name == "cyclic":
+    if protocol == "cyclic":
         if period is None:
             raise ValueError(
                 "period is required for the 'cyclic' protocol, got None"
@@ -127,13 +132,14 @@ def build(
         period = _validation.check_range("period", period, 0.0, low_open=True)
     elif period is not None:
         raise ValueError(
-            f"period must be None for the {name!r} protocol, got {period!r}; "
+            f"period must be None for the {protocol!r} protocol, got "
+            f"{period!r}; "
             "only the 'cyclic' protocol has a period"
         )
 
     callbacks = []
     initial_learning_rate = learning_rate
-    if name == "cyclic":
+    if protocol == "cyclic":
         callbacks.append(_callbacks.CyclicCosine(learning_rate, period))
         initial_learning_rate = _schedules.cyclic_cosine(
             learning_rate, period, 0

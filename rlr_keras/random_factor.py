@@ -28,20 +28,42 @@ Being stateless, the stream survives saving and restoring, every replica of
 a distribution strategy computes the same value, and a NumPy transcription of
 the same operations reproduces it exactly (tests/random_factor_test.py).
 
-Counter range: the optimizer's `iterations` is int64 on TensorFlow, PyTorch
-and JAX with `jax_enable_x64`, so every k < 2**63 is covered; on JAX without
-x64 it is int32, which limits k to 2**31 - 1. Python and NumPy integers are
-split into words on the host and reach every k < 2**64 on every backend.
+Counter range: Keras keeps the optimizer's `iterations` in int64 on
+TensorFlow and on JAX with `jax_enable_x64`, so every k < 2**63 is covered.
+On PyTorch and on JAX without x64 it is int32 (Keras' choice, which a
+subclass cannot change through the public API): after 2**31 - 1 steps it
+wraps to -2**31. A 32-bit counter is read modulo 2**32, so alpha goes on
+through that wrap exactly as for k >= 2**31, and the stream repeats with a
+period of 2**32 (about 4.3e9) steps: step k there uses alpha_{k mod 2**32}
+(tests/random_factor_test.py checks both boundaries). Keras' own schedules
+see the negative counter after the wrap. Python and NumPy integers are split
+into words on the host and reach every k < 2**64 on every backend.
 """
+
+from __future__ import annotations
 
 import numbers
 import random
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
 from keras import ops
 
 from rlr_keras import _validation
+
+__all__ = [
+    "SEED_MAX",
+    "STEP_MAX",
+    "alpha_second_moment",
+    "compiled_random_factor",
+    "random_bits",
+    "random_factor",
+    "resolve_seed",
+    "validate_delta",
+    "validate_seed",
+]
 
 # lowbias32 constants (C. Wellons, "Prospecting for hash functions", 2018).
 _MIX_MULTIPLIER_1 = 0x7FEB352D
@@ -101,7 +123,7 @@ def _host_words(step):
                           for s in array.ravel()],
                          np.uint64).reshape(array.shape)
     if array.dtype.kind not in "iu":
-        raise ValueError(
+        raise TypeError(
             "step must be a non-negative integer (or an integer array or "
             f"tensor), got {step!r} of dtype {array.dtype}")
     if array.dtype.kind == "i" and array.size and array.min() < 0:
@@ -118,6 +140,10 @@ def _words(step):
                          tuple)):
         low, high = _host_words(step)
         return _u32(low), _u32(high)
+    if not hasattr(step, "dtype"):  # Not a tensor or variable: '3', None.
+        raise TypeError(
+            "step must be a non-negative integer, an integer array or an "
+            f"integer tensor, got {step!r}")
     step = ops.convert_to_tensor(step)
     dtype = keras.backend.standardize_dtype(step.dtype)
     if dtype in ("int64", "uint64"):
@@ -126,14 +152,14 @@ def _words(step):
         high = ops.right_shift(step, ops.convert_to_tensor(32, "int64"))
         return _mask(ops.cast(low, "uint32")), _mask(ops.cast(high, "uint32"))
     if "int" not in dtype:
-        raise ValueError(
+        raise TypeError(
             f"step must be an integer tensor, got a tensor of dtype {dtype}")
     # A 32-bit counter (JAX without x64) has no high word.
     low = _mask(ops.cast(step, "uint32"))
     return low, ops.zeros_like(low)
 
 
-def random_bits(seed, step):
+def random_bits(seed: int, step: Any) -> Any:
     """Returns the 32-bit hash h(seed, step) as a uint32 tensor.
 
     On PyTorch, whose Keras backend stores uint32 as int64, the tensor holds
@@ -149,9 +175,18 @@ def random_bits(seed, step):
         ValueError: for a seed out of range, or a Python/NumPy step that is
             negative, above 2**64 - 1 or not an integer, or a float tensor.
     """
-    seed = validate_seed(seed)
+    return _bits(validate_seed(seed), step)
+
+
+def _bits(seed, step):
+    """`random_bits` without the seed check; `seed` may be a uint32 tensor.
+
+    A tensor seed lets one compiled function serve every seed (see
+    `compiled_random_factor`); the integer operations are exact, so a Python
+    and a tensor seed give the same bits.
+    """
     low, high = _words(step)
-    key_0 = _mix(_u32(seed ^ _KEY_CONSTANT_0))
+    key_0 = _mix(ops.bitwise_xor(_u32(seed), _u32(_KEY_CONSTANT_0)))
     key_1 = _mix(ops.bitwise_xor(key_0, _u32(_KEY_CONSTANT_1)))
     inner = _mix(ops.bitwise_xor(low, key_0))
     return _mix(ops.bitwise_xor(ops.bitwise_xor(inner, high), key_1))
@@ -182,7 +217,7 @@ def _map_constants(delta):
             np.float32(d_lo * np.float32(2.0**-23)))
 
 
-def random_factor(seed, step, delta):
+def random_factor(seed: int, step: Any, delta: float) -> Any:
     """Returns alpha_k, uniform on [1 - delta, 1 + delta], as float32.
 
     With m the top 24 bits of h(seed, k), c = (m - 2**23) / 2**23 is uniform
@@ -223,8 +258,12 @@ def random_factor(seed, step, delta):
     Raises:
         ValueError: for a `seed`, `step` or `delta` out of range.
     """
-    delta = validate_delta(delta)
-    bits = random_bits(seed, step)
+    return _factor(validate_seed(seed), step, validate_delta(delta))
+
+
+def _factor(seed, step, delta):
+    """`random_factor` without the checks; `seed` may be a uint32 tensor."""
+    bits = _bits(seed, step)
     if np.float32(delta) < _SMALLEST_DELTA:
         return ops.ones(ops.shape(bits), "float32")
     numerator, exponent, b, c, d = _map_constants(delta)
@@ -255,7 +294,43 @@ def random_factor(seed, step, delta):
     return ops.add(head, rest)
 
 
-def alpha_second_moment(delta):
+_TF_FUNCTIONS = {}
+
+
+def compiled_random_factor(delta: float) -> Callable[[Any, Any], Any]:
+    """Returns `random_factor` for one `delta` as a `tf.function` (TensorFlow).
+
+    The function takes the seed as an argument, so it is traced once per
+    `delta` in a process, whatever the seed and the number of steps: a
+    function traced per optimizer, or per length, makes TensorFlow warn about
+    retracing after five traces (`rlr_keras.LearningRateMonitor` computes a
+    sweep's alphas with it). alpha is bit-identical eagerly and compiled.
+
+    Args:
+        delta: float in [0, 1]: the half-width Delta.
+
+    Returns:
+        A `tf.function` `(seed, steps) -> alpha`: `seed` a uint32 scalar
+        tensor (not checked: validate it with `validate_seed`), `steps` an
+        int64 vector of any length; alpha has the shape of `steps`.
+
+    Raises:
+        ValueError: for a `delta` outside [0, 1].
+    """
+    delta = validate_delta(delta)
+    function = _TF_FUNCTIONS.get(delta)
+    if function is None:
+        import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+        function = tf.function(
+            lambda seed, step: _factor(seed, step, delta),
+            input_signature=(tf.TensorSpec([], tf.uint32),
+                             tf.TensorSpec([None], tf.int64)))
+        _TF_FUNCTIONS[delta] = function
+    return function
+
+
+def alpha_second_moment(delta: float) -> float:
     """Returns <alpha^2> = 1 + delta^2 / 3, alpha uniform on [1-delta, 1+delta].
 
     The paper's eq. 27 (and 29-31) print 1 + delta / 3; the variance of the
@@ -266,18 +341,18 @@ def alpha_second_moment(delta):
     return 1.0 + delta**2 / 3.0
 
 
-def validate_seed(seed):
+def validate_seed(seed: int) -> int:
     """Returns `seed` as an int in [0, 2**32 - 1] or raises ValueError."""
     return _validation.check_int("seed", seed, 0, SEED_MAX)
 
 
-def resolve_seed(seed):
+def resolve_seed(seed: int | None) -> int:
     """Returns `seed` validated, or a fresh seed in [0, 2**32 - 1] if None."""
     if seed is None:
         return random.SystemRandom().randrange(SEED_MAX + 1)
     return validate_seed(seed)
 
 
-def validate_delta(delta):
+def validate_delta(delta: float) -> float:
     """Returns `delta` as a float in [0, 1] or raises ValueError."""
     return _validation.check_range("delta", delta, 0.0, 1.0)

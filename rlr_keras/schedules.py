@@ -4,9 +4,12 @@ Each schedule is a pure function of the step (or epoch) with a thin
 `keras.optimizers.schedules.LearningRateSchedule` adapter on top.
 """
 
+from __future__ import annotations
+
 import math
 import numbers
 import warnings
+from typing import Any
 
 import keras
 import numpy as np
@@ -14,6 +17,8 @@ from keras import ops
 
 from rlr_keras import _validation
 from rlr_keras import random_factor as _random_factor
+
+__all__ = ["CyclicCosineSchedule", "RandomLearningRate", "cyclic_cosine"]
 
 # l_tau <= 2 l must stay finite in a float32 learning-rate variable.
 _MAX_CYCLIC_LEARNING_RATE = _validation.FLOAT32_MAX / 2
@@ -41,6 +46,21 @@ class RandomLearningRate(keras.optimizers.schedules.LearningRateSchedule):
     x <- x + l v with v <- mu v - alpha_k g. With a time-varying l the two
     parametrizations differ; see `RandomLRSGD`.
 
+    On adaptive optimizers (Adam, AdamW, RMSprop, ...) alpha_k multiplies
+    the step after the optimizer's normalization by its running gradient
+    scale, not the gradient noise that the paper analyses; eq. 20 (and
+    `TemperatureMonitor`) does not apply there. Keras' decoupled
+    `weight_decay` (AdamW, or `weight_decay=` of any optimizer) is
+    x <- x - l_k * wd * x with the current learning rate l_k, so alpha_k
+    scales the decay too (tested against a NumPy AdamW).
+
+    `keras.callbacks.ReduceLROnPlateau` cannot lower a schedule: Keras
+    raises a TypeError ("not settable") when it tries. Use `RandomLRSGD`
+    with a float `learning_rate` instead: alpha lives in the optimizer, so
+    the callback lowers l and the alpha stream goes on. For other
+    optimizers, give the decay in advance as this schedule's base,
+    `RandomLearningRate(keras.optimizers.schedules.ExponentialDecay(...))`.
+
     Keras evaluates a schedule at its raw step counter, which counts
     micro-batches when `gradient_accumulation_steps` is set; there alpha then
     changes every micro-batch index. Prefer `RandomLRSGD` in that case: it
@@ -62,12 +82,17 @@ class RandomLearningRate(keras.optimizers.schedules.LearningRateSchedule):
     True
     """
 
-    def __init__(self, learning_rate, delta=1.0, seed=None):
+    def __init__(
+        self,
+        learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
+        delta: float = 1.0,
+        seed: int | None = None,
+    ) -> None:
         learning_rate = _validation.validate_learning_rate(learning_rate)
         if not isinstance(learning_rate, float) and not isinstance(
             learning_rate, keras.optimizers.schedules.LearningRateSchedule
         ):
-            raise ValueError(
+            raise TypeError(
                 "learning_rate must be a non-negative float or a "
                 f"LearningRateSchedule, got {learning_rate!r}"
             )
@@ -75,17 +100,18 @@ class RandomLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         self.delta = _random_factor.validate_delta(delta)
         self.seed = _random_factor.resolve_seed(seed)
 
-    def alpha_at(self, step):
+    def alpha_at(self, step: Any) -> Any:
         """Returns alpha_k for step `step` (int or integer tensor).
 
         Raises:
-            ValueError: for a negative or non-integer Python/NumPy `step`
-                (tensors are not checked; see
-                `rlr_keras.random_factor.random_bits`).
+            TypeError: for a step that is not an integer, an integer array
+                or an integer tensor.
+            ValueError: for a negative Python/NumPy `step` (tensors are not
+                checked; see `rlr_keras.random_factor.random_bits`).
         """
         return _random_factor.random_factor(self.seed, step, self.delta)
 
-    def __call__(self, step):
+    def __call__(self, step: Any) -> Any:
         alpha = self.alpha_at(step)  # Checks a Python step first.
         if isinstance(
             self.learning_rate, keras.optimizers.schedules.LearningRateSchedule
@@ -95,7 +121,7 @@ class RandomLearningRate(keras.optimizers.schedules.LearningRateSchedule):
             base = ops.convert_to_tensor(self.learning_rate, "float32")
         return ops.multiply(base, alpha)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         learning_rate = self.learning_rate
         if not isinstance(learning_rate, float):
             learning_rate = keras.saving.serialize_keras_object(learning_rate)
@@ -156,7 +182,7 @@ def _cycle_table(learning_rate, period):
                      for tau in range(2 * int(period))], np.float32)
 
 
-def cyclic_cosine(learning_rate, period, epoch):
+def cyclic_cosine(learning_rate: float, period: float, epoch: Any) -> Any:
     """Returns the cyclic learning rate of Musso, eq. 21, at epoch `epoch`.
 
     ```
@@ -211,10 +237,14 @@ def cyclic_cosine(learning_rate, period, epoch):
 
 def _look_up(table, epoch):
     """table[epoch mod len(table)] for an integer tensor `epoch`."""
+    if not isinstance(epoch, (np.ndarray, list, tuple)) and not hasattr(
+            epoch, "dtype"):  # '3', None: before the backend sees them.
+        raise TypeError(
+            f"epoch must be a number >= 0 or an integer tensor, got {epoch!r}")
     epoch = ops.convert_to_tensor(epoch)
     dtype = keras.backend.standardize_dtype(epoch.dtype)
     if "int" not in dtype:
-        raise ValueError(
+        raise TypeError(
             f"epoch must be a number or an integer tensor, got a tensor of "
             f"dtype {dtype}")
     index = ops.mod(epoch, ops.convert_to_tensor(len(table), dtype))
@@ -271,7 +301,8 @@ class CyclicCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
         arXiv:2003.06926, 2020 (eq. 21).
     """
 
-    def __init__(self, learning_rate, period, steps_per_epoch):
+    def __init__(self, learning_rate: float, period: float,
+                 steps_per_epoch: int) -> None:
         self.learning_rate = _check_cyclic_learning_rate(learning_rate)
         self.period = _validation.check_range(
             "period", period, 0.0, low_open=True
@@ -286,22 +317,30 @@ class CyclicCosineSchedule(keras.optimizers.schedules.LearningRateSchedule):
         )
         self._table = _cycle_table(self.learning_rate, self.period)
 
-    def __call__(self, step):
+    def __call__(self, step: Any) -> Any:
         if isinstance(step, (numbers.Number, np.ndarray, np.generic, list)):
-            step = np.asarray(step)
-            if step.dtype.kind not in "iu" or (step.size and step.min() < 0):
+            array = np.asarray(step)
+            if array.dtype.kind not in "iu":
+                raise TypeError(
+                    f"step must be a non-negative integer, got {step!r}")
+            if array.size and array.min() < 0:
                 raise ValueError(
                     f"step must be a non-negative integer, got {step!r}")
+            step = array
+        elif not hasattr(step, "dtype"):
+            raise TypeError(
+                "step must be a non-negative integer or an integer tensor, "
+                f"got {step!r}")
         step = ops.convert_to_tensor(step)
         dtype = keras.backend.standardize_dtype(step.dtype)
         if "int" not in dtype:
-            raise ValueError(
+            raise TypeError(
                 f"step must be an integer tensor, got dtype {dtype}")
         epoch = ops.floor_divide(
             step, ops.convert_to_tensor(self.steps_per_epoch, dtype))
         return _look_up(self._table, epoch)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {
             "learning_rate": self.learning_rate,
             "period": self.period,

@@ -9,21 +9,33 @@ with `l` the mean learning rate, `C` the mini-batch size, `mu` the momentum
 and `D` the isotropic diffusion coefficient of the gradient noise. This module
 holds that formula (`effective_temperature`) and a planner that finds the
 configuration with the same temperature (`match_temperature`; command line
-`experiments/temperature.py`). `D` is measured by
+`rlr-temperature`, or `experiments/temperature.py` in a checkout). `D` is
+measured by
 `rlr_keras.diffusion.estimate_diffusion`, and
 `rlr_keras.callbacks.TemperatureMonitor` logs `D` and `T` during training.
 """
 
+from __future__ import annotations
+
 import math
+import sys
 import typing
 
 from rlr_keras import _validation
+
+__all__ = ["Hyperparameters", "effective_temperature", "match_temperature"]
 
 _QUANTITIES = ("learning_rate", "batch_size", "momentum")
 
 
 def _check_learning_rate(name, value):
     return _validation.check_range(name, value, 0.0, None, low_open=True)
+
+
+def _check_new_learning_rate(name, value):
+    # The limit of RandomLRSGD (and of any Keras optimizer: a float32
+    # variable), so that the planner never proposes a value they refuse.
+    return _validation.check_float32(name, value, 0.0, low_open=True)
 
 
 def _check_batch_size(name, value):
@@ -34,8 +46,9 @@ def _check_momentum(name, value):
     return _validation.check_range(name, value, 0.0, 1.0, high_open=True)
 
 
-def effective_temperature(learning_rate, batch_size, momentum=0.0,
-                          diffusion=1.0):
+def effective_temperature(learning_rate: float, batch_size: int,
+                          momentum: float = 0.0,
+                          diffusion: float = 1.0) -> float:
     """Returns the effective temperature T of paper eq. 20.
 
     The stationary solution of the Fokker-Planck equation of SGD with
@@ -98,9 +111,12 @@ class Hyperparameters(typing.NamedTuple):
     momentum: float
 
 
-def match_temperature(learning_rate, batch_size, momentum=0.0, *,
-                      new_learning_rate=None, new_batch_size=None,
-                      new_momentum=None, solve_for=None):
+def match_temperature(learning_rate: float, batch_size: int,
+                      momentum: float = 0.0, *,
+                      new_learning_rate: float | None = None,
+                      new_batch_size: int | None = None,
+                      new_momentum: float | None = None,
+                      solve_for: str | None = None) -> Hyperparameters:
     """Returns a configuration with the same effective temperature.
 
     Given a reference configuration `(learning_rate, batch_size, momentum)`
@@ -129,10 +145,14 @@ def match_temperature(learning_rate, batch_size, momentum=0.0, *,
         `effective_temperature` values to see the difference.
 
     Raises:
-        ValueError: if an argument is invalid, if a value is given for the
-            quantity being solved for, if all three new values are given, or
-            if the solution is not allowed (a momentum outside [0, 1), a batch
-            size below 1, a value beyond the float range).
+        TypeError: for an argument of the wrong type.
+        ValueError: if an argument is out of range (a new learning rate must
+            also be finite in float32, as `RandomLRSGD` requires), if a value
+            is given for the quantity being solved for, if all three new
+            values are given, or if the solution is not allowed (a momentum
+            outside [0, 1), a batch size below 1, a learning rate beyond
+            float32, a value beyond the float range). The message says which
+            values to raise or lower.
 
     Example:
 
@@ -174,7 +194,7 @@ def match_temperature(learning_rate, batch_size, momentum=0.0, *,
         if name != solve_for and new[name] is None:
             new[name] = reference[name]
     if solve_for != "learning_rate":
-        new["learning_rate"] = _check_learning_rate(
+        new["learning_rate"] = _check_new_learning_rate(
             "new_learning_rate", new["learning_rate"])
     if solve_for != "batch_size":
         new["batch_size"] = _check_batch_size(
@@ -186,11 +206,18 @@ def match_temperature(learning_rate, batch_size, momentum=0.0, *,
         # T is proportional to l.
         solved = target / effective_temperature(
             1.0, new["batch_size"], new["momentum"])
-        if not 0.0 < solved < math.inf:
+        if solved == 0.0:
             raise ValueError(
                 "no learning rate matches the reference temperature: the "
-                f"solution learning_rate={solved!r} is outside the float "
-                "range")
+                "solution underflows to learning_rate=0.0; raise "
+                "new_batch_size or lower new_momentum")
+        if not solved <= _validation.FLOAT32_MAX:
+            raise ValueError(
+                "no learning rate matches the reference temperature: the "
+                f"solution learning_rate={solved:.6g} is beyond float32 "
+                f"(at most {_validation.FLOAT32_MAX:.7g}, the limit of "
+                "RandomLRSGD and Keras optimizers); lower new_batch_size or "
+                "raise new_momentum")
         new["learning_rate"] = solved
     elif solve_for == "batch_size":
         # T is proportional to 1 / C.
@@ -199,11 +226,12 @@ def match_temperature(learning_rate, batch_size, momentum=0.0, *,
         if not math.isfinite(exact):
             raise ValueError(
                 "no batch size matches the reference temperature: the "
-                f"solution batch_size={exact!r} is beyond the float range")
+                f"solution batch_size={exact!r} is beyond the float range; "
+                "lower new_learning_rate or new_momentum")
         if exact < 0.5:
             raise ValueError(
                 "no batch size >= 1 matches the reference temperature: the "
-                f"solution is batch_size={exact!r}; lower new_learning_rate "
+                f"solution is batch_size={exact:.6g}; raise new_learning_rate "
                 "or new_momentum"
             )
         new["batch_size"] = max(1, int(round(exact)))
@@ -213,10 +241,13 @@ def match_temperature(learning_rate, batch_size, momentum=0.0, *,
             new["learning_rate"], new["batch_size"], 0.0) / target
         solved = 1.0 - one_minus
         if not 0.0 <= solved < 1.0:  # Also False for NaN.
+            # Below 0: even mu = 0 is too hot; at 1: no mu is hot enough.
+            change = ("lower new_learning_rate or raise new_batch_size"
+                      if solved < 0.0 else
+                      "raise new_learning_rate or lower new_batch_size")
             raise ValueError(
                 "no momentum in [0, 1) matches the reference temperature: the "
-                f"solution is momentum={solved!r}; change new_learning_rate "
-                "or new_batch_size"
+                f"solution is momentum={solved!r}; {change}"
             )
         new["momentum"] = solved
     return Hyperparameters(
@@ -224,15 +255,14 @@ def match_temperature(learning_rate, batch_size, momentum=0.0, *,
         float(new["momentum"]))
 
 
-def __getattr__(name):
-    # The measurement and the monitor moved to rlr_keras.diffusion and
-    # rlr_keras.callbacks; these names keep old imports working.
-    if name in ("DiffusionEstimate", "estimate_diffusion"):
-        from rlr_keras import diffusion  # pylint: disable=g-import-not-at-top
+def _main():
+    """`python -m rlr_keras.temperature`: says where the command line is."""
+    print("rlr_keras.temperature is the planner's library module, not a "
+          "command; run `rlr-temperature --help` (installed with rlr_keras) "
+          "or, in a checkout, `python experiments/temperature.py --help`",
+          file=sys.stderr)
+    return 2
 
-        return getattr(diffusion, name)
-    if name == "TemperatureMonitor":
-        from rlr_keras import callbacks  # pylint: disable=g-import-not-at-top
 
-        return callbacks.TemperatureMonitor
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+if __name__ == "__main__":
+    sys.exit(_main())

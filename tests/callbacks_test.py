@@ -5,6 +5,7 @@ TensorBoard files are read back with `rlr_keras._summary.read_events`
 """
 
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -186,6 +187,29 @@ def test_cyclic_cosine_rejects_a_schedule_learning_rate(learning_rate):
                   callbacks=[CyclicCosine(0.01, period=6)])
 
 
+def test_cyclic_cosine_equals_keras_scheduler_with_cyclic_cosine():
+    # The callback is Keras' LearningRateScheduler with eq. 21: the same
+    # learning rates and weights, bit for bit.
+    from rlr_keras.schedules import cyclic_cosine  # noqa: PLC0415
+
+    def fit(callback):
+        model = unit_gradient_model()
+        model.compile(optimizer=RandomLRSGD(learning_rate=1.0, delta=0.0),
+                      loss=unit_gradient_loss)
+        history = model.fit(np.ones((2, 1)), np.zeros((2, 1)), batch_size=2,
+                            epochs=8, callbacks=[callback], verbose=0)
+        return (history.history["learning_rate"],
+                keras.ops.convert_to_numpy(model.layers[0].kernel))
+
+    ours = CyclicCosine(0.01, period=3)
+    assert isinstance(ours, keras.callbacks.LearningRateScheduler)
+    keras_rates, keras_weights = fit(keras.callbacks.LearningRateScheduler(
+        lambda epoch: cyclic_cosine(0.01, 3, epoch)))
+    rates, weights = fit(ours)
+    assert rates == keras_rates
+    np.testing.assert_array_equal(weights, keras_weights)
+
+
 def test_cyclic_cosine_config_round_trip_and_serialization():
     callback = CyclicCosine(0.005, period=18)
     config = callback.get_config()
@@ -201,10 +225,20 @@ def test_cyclic_cosine_config_round_trip_and_serialization():
     (dict(learning_rate=-0.1, period=6), "learning_rate"),
     (dict(learning_rate=0.1, period=0), "period"),
     (dict(learning_rate=0.1, period=math.inf), "period"),
-    (dict(learning_rate=None, period=6), "learning_rate"),
 ])
 def test_cyclic_cosine_rejects_invalid_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
+        CyclicCosine(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(learning_rate=None, period=6),
+     "learning_rate must be a finite real number, got None"),
+    (dict(learning_rate=0.1, period="6"),
+     "period must be a finite real number, got '6'"),
+])
+def test_cyclic_cosine_rejects_arguments_of_the_wrong_type(kwargs, message):
+    with pytest.raises(TypeError, match=message):
         CyclicCosine(**kwargs)
 
 
@@ -212,19 +246,27 @@ def test_cyclic_cosine_rejects_invalid_arguments(kwargs, message):
 
 
 STEP_TAGS = (Monitor.STEP_ALPHA_TAG, Monitor.STEP_EFFECTIVE_LEARNING_RATE_TAG)
-EPOCH_TAGS = (Monitor.EPOCH_LEARNING_RATE_TAG, Monitor.EPOCH_ALPHA_MEAN_TAG,
-              Monitor.EPOCH_ALPHA_STD_TAG, Monitor.EPOCH_ALPHA_HISTOGRAM_TAG)
+EPOCH_TAGS = (Monitor.EPOCH_LEARNING_RATE_TAG,
+              Monitor.EPOCH_ALPHA_HISTOGRAM_TAG)
+# The epoch statistics go through the logs; an epoch-summary callback after
+# the monitor writes them (once).
+ALPHA_MEAN_TAG = "epoch_alpha_mean"
+ALPHA_STD_TAG = "epoch_alpha_std"
 
 
 def fit_and_read(tmp_path, optimizer, *, epochs=2, num_examples=40,
                  batch_size=4, update_freq=3, steps_per_execution=1,
-                 callbacks=()):
+                 callbacks=(), after=None):
+    """Fits with `callbacks`, the monitor, then `after` (EpochSummaries)."""
+    if after is None:
+        after = [EpochSummaries(tmp_path)]
     model = tiny_regression_model()
     model.compile(optimizer=optimizer, loss="mse",
                   steps_per_execution=steps_per_execution)
     model.fit(*tiny_data(num_examples), batch_size=batch_size, epochs=epochs,
-              verbose=0, callbacks=[*callbacks,
-                                    Monitor(tmp_path, update_freq=update_freq)])
+              verbose=0, callbacks=[
+                  *callbacks, Monitor(tmp_path, update_freq=update_freq),
+                  *after])
     return read_events(tmp_path)
 
 
@@ -239,7 +281,9 @@ def steps(points):
 def test_monitor_writes_expected_tags_and_points_with_exact_alpha(tmp_path):
     optimizer = RandomLRSGD(learning_rate=0.05, delta=1.0, seed=7)
     events = fit_and_read(tmp_path, optimizer)  # 2 epochs of 10 steps.
-    assert set(events) == set(STEP_TAGS + EPOCH_TAGS)
+    # Each quantity under one tag: rlr/ for what only the monitor writes.
+    assert set(events) == set(STEP_TAGS + EPOCH_TAGS) | {
+        ALPHA_MEAN_TAG, ALPHA_STD_TAG, "epoch_loss", "epoch_learning_rate"}
     logged = list(range(0, 20, 3))
     for tag in STEP_TAGS:
         assert steps(events[tag]) == logged
@@ -256,9 +300,9 @@ def test_monitor_writes_expected_tags_and_points_with_exact_alpha(tmp_path):
 
     all_alphas = keras.ops.convert_to_numpy(optimizer.alpha_at(np.arange(20)))
     by_epoch = all_alphas.astype(np.float64).reshape(2, 10)
-    np.testing.assert_allclose(values(events[Monitor.EPOCH_ALPHA_MEAN_TAG]),
+    np.testing.assert_allclose(values(events[ALPHA_MEAN_TAG]),
                                by_epoch.mean(axis=1), rtol=1e-6)
-    np.testing.assert_allclose(values(events[Monitor.EPOCH_ALPHA_STD_TAG]),
+    np.testing.assert_allclose(values(events[ALPHA_STD_TAG]),
                                by_epoch.std(axis=1), rtol=1e-6)
     np.testing.assert_array_equal(
         values(events[Monitor.EPOCH_LEARNING_RATE_TAG]), np.float32(0.05))
@@ -284,7 +328,7 @@ def test_monitor_puts_epoch_alpha_statistics_into_the_logs(tmp_path):
 
 @pytest.mark.parametrize("delta", [1.0, 0.3, 0.7])
 def test_monitor_alphas_are_random_factor_bit_for_bit(delta):
-    # The monitor's alpha (compiled once per optimizer on TensorFlow) is the
+    # The monitor's alpha (compiled once per delta on TensorFlow) is the
     # library's random_factor of each step, up to 2**63 - 1.
     from rlr_keras import _optimizer_utils
     from rlr_keras import random_factor
@@ -298,6 +342,28 @@ def test_monitor_alphas_are_random_factor_bit_for_bit(delta):
             random_factor.random_factor(optimizer.seed, steps, delta))
         np.testing.assert_array_equal(got.view(np.uint32),
                                       expected.view(np.uint32))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="tf.function tracing is TensorFlow's")
+def test_monitor_traces_alpha_once_for_every_seed_and_length():
+    # A sweep builds one optimizer per run and asks for ranges of several
+    # lengths; five traces of one function make TensorFlow warn.
+    from rlr_keras import _optimizer_utils
+    from rlr_keras import random_factor
+    delta = 0.625  # No other test compiles this delta.
+    for seed in range(7):
+        schedule = RandomLearningRate(0.1, delta=delta, seed=seed + 100)
+        for optimizer in (RandomLRSGD(0.1, delta=delta, seed=seed),
+                          keras.optimizers.SGD(schedule)):
+            steps = np.arange(seed, 300 * seed + 10)
+            np.testing.assert_array_equal(
+                _optimizer_utils.alphas_at(optimizer, steps),
+                keras.ops.convert_to_numpy(random_factor.random_factor(
+                    optimizer.seed if isinstance(optimizer, RandomLRSGD)
+                    else schedule.seed, steps, delta)))
+    function = random_factor.compiled_random_factor(delta)
+    assert function.experimental_get_tracing_count() == 1
 
 
 def test_monitor_does_not_sync_with_the_device_every_batch():
@@ -320,7 +386,7 @@ def test_monitor_is_complete_with_steps_per_execution(
     np.testing.assert_array_equal(
         values(points),
         keras.ops.convert_to_numpy(optimizer.alpha_at(np.arange(20))))
-    assert steps(events[Monitor.EPOCH_ALPHA_MEAN_TAG]) == [0, 1]
+    assert steps(events[ALPHA_MEAN_TAG]) == [0, 1]
 
 
 def test_monitor_continues_the_step_axis_on_a_second_fit(tmp_path):
@@ -366,7 +432,7 @@ def test_monitor_with_cyclic_protocol_logs_l_tau_and_alpha_one(tmp_path):
         values(events[Monitor.STEP_EFFECTIVE_LEARNING_RATE_TAG]),
         np.repeat(l_tau, 2), rtol=2**-23, atol=1e-12)  # Steps 0, 5, ..., 35.
     np.testing.assert_array_equal(
-        values(events[Monitor.EPOCH_ALPHA_STD_TAG]), 0.0)
+        values(events[ALPHA_STD_TAG]), 0.0)
 
 
 def test_monitor_with_per_step_schedule_logs_its_value_at_each_step(tmp_path):
@@ -384,7 +450,7 @@ def test_monitor_of_plain_keras_optimizer_logs_alpha_one(tmp_path):
     events = fit_and_read(tmp_path, keras.optimizers.Adam(0.001), epochs=1)
     np.testing.assert_array_equal(values(events[Monitor.STEP_ALPHA_TAG]), 1.0)
     np.testing.assert_array_equal(
-        values(events[Monitor.EPOCH_ALPHA_MEAN_TAG]), 1.0)
+        values(events[ALPHA_MEAN_TAG]), 1.0)
     np.testing.assert_allclose(
         values(events[Monitor.STEP_EFFECTIVE_LEARNING_RATE_TAG]), 0.001)
 
@@ -393,11 +459,11 @@ def test_monitor_epoch_only_and_side_by_side_with_keras_tensorboard(tmp_path):
     optimizer = RandomLRSGD(learning_rate=0.05, seed=0)
     events = fit_and_read(
         tmp_path, optimizer, update_freq="epoch",
-        callbacks=[keras.callbacks.TensorBoard(tmp_path, write_graph=False)
-                   if keras.backend.backend() == "tensorflow"
-                   else EpochSummaries(tmp_path)])
+        after=[keras.callbacks.TensorBoard(tmp_path, write_graph=False)
+               if keras.backend.backend() == "tensorflow"
+               else EpochSummaries(tmp_path)])
     assert not set(STEP_TAGS) & set(events)
-    for tag in EPOCH_TAGS + ("epoch_loss",):
+    for tag in EPOCH_TAGS + ("epoch_loss", ALPHA_MEAN_TAG, ALPHA_STD_TAG):
         assert steps(events[tag]) == [0, 1]
 
 
@@ -414,12 +480,20 @@ def test_monitor_config_round_trip_and_serialization(tmp_path):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(update_freq=0), "update_freq"),
-    (dict(update_freq=2.5), "update_freq"),
     (dict(update_freq="batch"), "update_freq"),
-    (dict(log_dir=3), "log_dir"),
 ])
 def test_monitor_rejects_invalid_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
+        Monitor(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(update_freq=2.5), "update_freq must be an integer, got 2.5"),
+    (dict(update_freq=None), "update_freq must be an integer, got None"),
+    (dict(log_dir=3), "log_dir must be a str or path-like, got 3"),
+])
+def test_monitor_rejects_arguments_of_the_wrong_type(kwargs, message):
+    with pytest.raises(TypeError, match=message):
         Monitor(**kwargs)
 
 
@@ -502,8 +576,49 @@ def test_temperature_monitor_takes_zero_momentum_without_one():
                                  delta=0.0)
     monitor.set_model(model)
     model.optimizer.build(model.trainable_variables)
-    diffusion, temp = monitor.measure()
+    with pytest.warns(UserWarning, match="holds for SGD with momentum"):
+        diffusion, temp = monitor.measure()
     assert temp == pytest.approx(1e-3 * diffusion / 8, rel=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda: keras.optimizers.Adam(learning_rate=1e-3),
+    lambda: keras.optimizers.AdamW(learning_rate=RandomLearningRate(
+        1e-3, seed=0)),
+    lambda: keras.optimizers.RMSprop(learning_rate=1e-3, momentum=0.9),
+])
+def test_temperature_monitor_warns_once_for_optimizers_eq_20_does_not_cover(
+        optimizer):
+    optimizer = optimizer()
+    model, x, y = _compiled_mlp(optimizer)
+    monitor = TemperatureMonitor(x[:8], y[:8], batch_size=8)
+    with pytest.warns(UserWarning) as record:
+        model.fit(x, y, batch_size=8, epochs=2, callbacks=[monitor],
+                  verbose=0)
+    messages = [str(w.message) for w in record
+                if "TemperatureMonitor" in str(w.message)]
+    assert messages == [(
+        "TemperatureMonitor: eq. 20 of Musso, T = l D / (2 C (1 - mu)), "
+        "holds for SGD with momentum (RandomLRSGD, keras.optimizers.SGD), "
+        f"got {type(optimizer).__name__} {optimizer.name!r}; its "
+        "'temperature' is that formula evaluated at its learning rate, not "
+        "an effective temperature (D is still the measured gradient noise)")]
+
+
+@pytest.mark.parametrize("optimizer", [
+    lambda: RandomLRSGD(learning_rate=0.01, momentum=0.9, seed=0),
+    lambda: keras.optimizers.SGD(learning_rate=RandomLearningRate(
+        0.01, seed=0), momentum=0.9),
+    lambda: keras.optimizers.LossScaleOptimizer(
+        keras.optimizers.SGD(learning_rate=0.01)),
+])
+def test_temperature_monitor_does_not_warn_for_sgd(optimizer):
+    model, x, y = _compiled_mlp(optimizer())
+    monitor = TemperatureMonitor(x[:8], y[:8], batch_size=8)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="TemperatureMonitor")
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=[monitor],
+                  verbose=0)
 
 
 def test_temperature_monitor_writes_tensorboard_scalars(tmp_path):
@@ -550,16 +665,27 @@ def test_temperature_monitor_config_round_trip():
     (dict(frequency=0), "frequency must be an integer"),
     (dict(delta=2.0), "delta must be in"),
     (dict(probe_batch_size=-1), "probe_batch_size must be an integer"),
-    (dict(log_dir=3), "log_dir must be a str or path-like or None, got 3"),
     (dict(y=np.ones((3,))), "y must hold as many examples as x"),
-    (dict(x=[[1.0, 2.0, 3.0]] * 4), "x must be an array"),
     (dict(x=np.full((4, 3), np.nan)), "x must be finite"),
-    (dict(loss=3), "loss must be a Keras loss"),
 ])
 def test_temperature_monitor_invalid_arguments_raise(kwargs, message):
     arguments = dict(x=np.ones((4, 3)), y=np.ones((4,)), batch_size=8)
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=message):
+        TemperatureMonitor(**arguments)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(log_dir=3), "log_dir must be a str or path-like or None, got 3"),
+    (dict(x=[[1.0, 2.0, 3.0]] * 4), "x must be an array"),
+    (dict(loss=3), "loss must be a Keras loss"),
+    (dict(batch_size="8"), "batch_size must be an integer, got '8'"),
+    (dict(delta="0.5"), "delta must be a finite real number"),
+])
+def test_temperature_monitor_wrong_types_raise_type_error(kwargs, message):
+    arguments = dict(x=np.ones((4, 3)), y=np.ones((4,)), batch_size=8)
+    arguments.update(kwargs)
+    with pytest.raises(TypeError, match=message):
         TemperatureMonitor(**arguments)
 
 
@@ -624,6 +750,6 @@ def test_epoch_summaries_config_and_invalid_log_dir(tmp_path):
         keras.saving.serialize_keras_object(callback))
     assert isinstance(restored, EpochSummaries)
     assert restored.get_config() == {"log_dir": str(tmp_path)}
-    with pytest.raises(ValueError, match="log_dir must be a str or "
-                                         "path-like, got 3"):
+    with pytest.raises(TypeError, match="log_dir must be a str or "
+                                        "path-like, got 3"):
         EpochSummaries(3)

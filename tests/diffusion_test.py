@@ -380,6 +380,21 @@ def test_model_1_takes_factored_path():
     assert diffusion._dense_chain(model, np.zeros((2, 28, 28))) is None
 
 
+@pytest.mark.skipif(BACKEND != "tensorflow",
+                    reason="tf.function's retracing warning")
+@pytest.mark.parametrize("factored", [True, False])
+def test_fresh_models_do_not_make_tensorflow_warn_about_retracing(
+        caplog, factored):
+    # A sweep measures a new model per run: one tf.function each, traced
+    # once or twice (a last, shorter chunk), which is not retracing.
+    caplog.set_level("WARNING", logger="tensorflow")
+    for seed in range(7):
+        model, x, y = _mlp(seed, num_examples=10)
+        diffusion._accumulate(diffusion._chunk_moments(
+            model, SPARSE_CE, x, False, factored=factored), x, y, 4)
+    assert "retracing" not in caplog.text
+
+
 # Input validation ----------------------------------------------------------
 
 
@@ -401,11 +416,29 @@ def test_nan_in_x_raises():
         estimate_diffusion(model, SPARSE_CE, x, y)
 
 
-def test_list_of_lists_raises():
+def test_list_of_lists_raises_type_error():
     model, x, y = _mlp()
-    with pytest.raises(ValueError, match=r"x must be an array .* got a list "
-                                         "of float; convert it with np.asarray"):
+    with pytest.raises(TypeError, match=r"x must be an array .* got a list "
+                                        "of float; convert it with np.asarray"):
         estimate_diffusion(model, SPARSE_CE, x.tolist(), y)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(delta="1"), "delta must be a finite real number, got '1'"),
+    (dict(batch_size=2.5), "batch_size must be an integer, got 2.5"),
+    (dict(loss_fn=3), "loss_fn must be a Keras loss .*got 3"),
+])
+def test_estimate_wrong_types_raise_type_error(kwargs, message):
+    model, x, y = _mlp()
+    kwargs.setdefault("loss_fn", SPARSE_CE)
+    with pytest.raises(TypeError, match=message):
+        estimate_diffusion(model, x=x, y=y, **kwargs)
+
+
+def test_scalar_probe_raises_value_error():
+    model, _, y = _mlp()
+    with pytest.raises(ValueError, match="x must be an array"):
+        estimate_diffusion(model, SPARSE_CE, np.float32(1.0), y)
 
 
 def test_wrong_feature_dimension_raises():

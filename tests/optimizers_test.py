@@ -452,21 +452,36 @@ def test_save_load_and_continue_equals_uninterrupted(tmp_path):
         (dict(learning_rate=-0.1), r"learning_rate must be in \[0, inf\)"),
         (dict(learning_rate=float("nan")), r"learning_rate must be finite"),
         (dict(learning_rate=float("inf")), r"learning_rate must be finite"),
-        (dict(learning_rate="fast"), r"learning_rate must be"),
         (dict(learning_rate=1e300),
          r"learning_rate must be finite in float32 .*got 1e\+300"),
         (dict(coupled_weight_decay=1e39),
          r"coupled_weight_decay must be finite in float32"),
-        (dict(seed=1.5), r"seed must be an integer, got 1.5"),
         (dict(seed=-1), r"seed must be an integer in \[0, 4294967295\]"),
-        (dict(seed="a"), r"seed must be an integer"),
         (dict(coupled_weight_decay=-1e-3), r"coupled_weight_decay must be"),
         (dict(nesterov=True), r"nesterov=True requires momentum"),
-        (dict(nesterov="yes", momentum=0.9), r"nesterov must be a bool"),
     ],
 )
 def test_invalid_arguments_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
+        RandomLRSGD(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (dict(learning_rate="fast"), r"learning_rate must be .*got 'fast'"),
+        (dict(learning_rate=None), r"learning_rate must be .*got None"),
+        (dict(delta="a"), r"delta must be a finite real number, got 'a'"),
+        (dict(delta=None), r"delta must be a finite real number, got None"),
+        (dict(momentum="0.9"), r"momentum must be a finite real number"),
+        (dict(seed=1.5), r"seed must be an integer, got 1.5"),
+        (dict(seed="a"), r"seed must be an integer, got 'a'"),
+        (dict(coupled_weight_decay=None), r"coupled_weight_decay must be"),
+        (dict(nesterov="yes", momentum=0.9), r"nesterov must be a bool"),
+    ],
+)
+def test_arguments_of_the_wrong_type_raise_type_error(kwargs, message):
+    with pytest.raises(TypeError, match=message):
         RandomLRSGD(**kwargs)
 
 
@@ -475,8 +490,12 @@ def test_random_learning_rate_invalid_arguments_raise():
         RandomLearningRate(0.1, delta=2.0)
     with pytest.raises(ValueError, match="learning_rate must be"):
         RandomLearningRate(-1.0)
-    with pytest.raises(ValueError, match="seed must be an integer"):
+    with pytest.raises(TypeError, match="seed must be an integer"):
         RandomLearningRate(0.1, seed=0.5)
+    with pytest.raises(TypeError, match="learning_rate must be .* got None"):
+        RandomLearningRate(None)
+    with pytest.raises(TypeError, match="delta must be a finite real"):
+        RandomLearningRate(0.1, delta="1")
 
 
 def test_random_learning_rate_rejects_learning_rate_infinite_in_float32():
@@ -524,3 +543,73 @@ def test_config_with_seed_loads_without_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert RandomLRSGD.from_config(config).seed == 3
+
+
+# ---------------------------------------------------------------------------
+# RandomLearningRate on adaptive optimizers; ReduceLROnPlateau.
+
+
+def np_adamw(x, grads, lrs, weight_decay, beta_1=0.9, beta_2=0.999,
+             epsilon=1e-7):
+    """Keras' AdamW in float64: x <- x (1 - wd l_k), then Adam with l_k."""
+    x = np.array(x, np.float64)
+    m = np.zeros_like(x)
+    v = np.zeros_like(x)
+    for k, (g, l) in enumerate(zip(grads, lrs), start=1):
+        x = x * (1.0 - weight_decay * l)
+        m = beta_1 * m + (1.0 - beta_1) * g
+        v = beta_2 * v + (1.0 - beta_2) * g * g
+        step = l * math.sqrt(1.0 - beta_2**k) / (1.0 - beta_1**k)
+        x = x - step * m / (np.sqrt(v) + epsilon)
+    return x
+
+
+def test_adamw_scales_step_and_weight_decay_by_alpha():
+    # Keras multiplies the decoupled decay by the current learning rate,
+    # which a RandomLearningRate schedule makes alpha_k * l: alpha scales the
+    # decay as well as Adam's normalized step.
+    schedule = RandomLearningRate(0.1, delta=1.0, seed=4)
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule,
+                                       weight_decay=0.5)
+    x0 = np.array([1.0, -2.0, 0.5], np.float32)
+    grads = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+    variable = keras.Variable(x0)
+    for g in grads:  # PyTorch's fused AdamW needs tensors.
+        optimizer.apply([ops.convert_to_tensor(g)], [variable])
+    lrs = [float(_numpy(schedule(k))) for k in range(len(grads))]
+    np.testing.assert_allclose(_numpy(variable),
+                               np_adamw(x0, grads, lrs, 0.5), rtol=1e-5)
+    # The decay taken at the mean l instead (alpha only in Adam's step)
+    # would be visibly different.
+    mean_decay = np_adamw(x0, grads, lrs, 0.0) * np.prod(
+        1.0 - 0.5 * 0.1 * np.ones(len(grads)))
+    assert np.abs(_numpy(variable) - mean_decay).max() > 1e-3
+
+
+def _plateau_fit(optimizer, epochs):
+    # min_delta so large that no epoch after the first counts as better:
+    # the learning rate is reduced at the end of epoch 1, 2, ...
+    plateau = keras.callbacks.ReduceLROnPlateau(
+        monitor="loss", factor=0.5, patience=0, min_delta=1e9, verbose=0)
+    return _fit(optimizer, epochs=epochs, callbacks=[plateau])
+
+
+def test_reduce_lr_on_plateau_refuses_a_random_learning_rate_schedule():
+    optimizer = keras.optimizers.SGD(RandomLearningRate(0.01, seed=0))
+    with pytest.raises(TypeError, match="not settable"):
+        _plateau_fit(optimizer, epochs=2)
+
+
+def test_reduce_lr_on_plateau_lowers_l_of_random_lr_sgd_alpha_unchanged():
+    optimizer = RandomLRSGD(learning_rate=0.01, delta=1.0, seed=3)
+    _plateau_fit(optimizer, epochs=3)
+    assert float(_numpy(optimizer.learning_rate)) == pytest.approx(0.0025)
+    # alpha is inside the optimizer: the stream is still alpha_at(k).
+    assert int(_numpy(optimizer.iterations)) == 24
+    probe = keras.Variable(np.zeros((1,), np.float32))
+    again = RandomLRSGD.from_config(optimizer.get_config())
+    again.build([probe])
+    again.iterations.assign(24)
+    again.apply([np.ones((1,), np.float32)], [probe])
+    assert float(_numpy(probe)[0]) == pytest.approx(
+        -0.0025 * float(_numpy(optimizer.alpha_at(24))), rel=1e-6)

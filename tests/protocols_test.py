@@ -93,8 +93,9 @@ def test_cyclic_protocol_mean_learning_rate_over_a_cycle_is_l():
 
 
 @pytest.mark.parametrize("name, kwargs, message", [
-    ("linear", dict(), "name must be one of 'constant', 'random', 'cyclic'"),
-    ("Random", dict(), "name"),
+    ("linear", dict(),
+     "protocol must be one of 'constant', 'random', 'cyclic', got 'linear'"),
+    ("Random", dict(), "protocol"),
     ("constant", dict(period=6), "period must be None for the 'constant'"),
     ("random", dict(period=6), "period must be None for the 'random'"),
     ("constant", dict(delta=0.5), "delta must be 0 .* 'constant'"),
@@ -121,3 +122,32 @@ def test_constant_and_cyclic_accept_explicit_zero_delta():
                            delta=0).optimizer.delta == 0.0
     assert protocols.build("cyclic", learning_rate=0.1, delta=0.0,
                            period=6).optimizer.delta == 0.0
+
+
+def test_protocol_by_keyword_and_name_reaches_the_optimizer():
+    optimizer, callbacks = protocols.build(
+        protocol="cyclic", learning_rate=0.01, period=6, name="cyc", seed=0)
+    assert optimizer.name == "cyc"
+    assert [type(c) for c in callbacks] == [CyclicCosine]
+    by_position = protocols.build("cyclic", learning_rate=0.01, period=6,
+                                  name="cyc", seed=0)
+    assert by_position.optimizer.get_config() == optimizer.get_config()
+
+
+@pytest.mark.parametrize("protocol, kwargs, message", [
+    (3, dict(), "protocol must be one of 'constant', 'random', 'cyclic', "
+                "got 3"),
+    (None, dict(), "protocol must be one of"),
+    ("random", dict(learning_rate=None), "learning_rate must be a finite"),
+    ("random", dict(learning_rate="0.1"), "learning_rate"),
+    ("random", dict(delta="a"), "delta must be a finite real number, got 'a'"),
+    ("random", dict(seed=1.5), "seed must be an integer, got 1.5"),
+    ("random", dict(seed="1"), "seed must be an integer"),
+    ("cyclic", dict(period="6"), "period"),
+    ("random", dict(momentum=None), "momentum"),
+    ("random", dict(momentum=0.9, nesterov=1), "nesterov must be a bool"),
+])
+def test_wrong_types_raise_type_error(protocol, kwargs, message):
+    kwargs.setdefault("learning_rate", 0.01)
+    with pytest.raises(TypeError, match=message):
+        protocols.build(protocol, **kwargs)

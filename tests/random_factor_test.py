@@ -201,6 +201,46 @@ def test_optimizer_counter_reaches_large_steps():
             np_alpha(1, [k], 0.7).view(np.uint32)[0]
 
 
+def _alphas_of_optimizer_steps(optimizer, first, count):
+    """alpha of `count` real steps from iterations = `first`: with l = 1,
+    g = 1 and momentum 0, a step from x = 0 leaves x = -alpha exactly."""
+    variable = keras.Variable(np.zeros((1,), np.float32))
+    optimizer.build([variable])
+    optimizer.iterations.assign(first)
+    alphas = []
+    for _ in range(count):
+        variable.assign(np.zeros((1,), np.float32))
+        optimizer.apply([np.ones((1,), np.float32)], [variable])
+        alphas.append(-ops.convert_to_numpy(variable)[0])
+    return np.array(alphas, np.float32)
+
+
+def test_steps_across_2_to_the_31_continue_the_stream():
+    # Keras keeps iterations in int32 on PyTorch and on JAX without x64: it
+    # wraps from 2**31 - 1 to -2**31, which alpha reads modulo 2**32, so the
+    # stream goes on as if the counter had not wrapped.
+    optimizer = RandomLRSGD(learning_rate=1.0, delta=0.7, seed=9)
+    first = 2**31 - 3
+    got = _alphas_of_optimizer_steps(optimizer, first, 6)
+    want = np_alpha(9, first + np.arange(6), 0.7)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    last = int(ops.convert_to_numpy(optimizer.iterations))
+    assert last == (first + 6 if _counter_bits() == 64
+                    else first + 6 - 2**32)
+
+
+def test_steps_across_2_to_the_32_repeat_only_on_int32_counters():
+    optimizer = RandomLRSGD(learning_rate=1.0, delta=0.7, seed=9)
+    # 2**32 - 2 is -2 in an int32 counter (the same value modulo 2**32).
+    first = 2**32 - 2 if _counter_bits() == 64 else -2
+    got = _alphas_of_optimizer_steps(optimizer, first, 4)
+    steps = 2**32 - 2 + np.arange(4)
+    if _counter_bits() == 32:
+        steps = steps % 2**32  # The documented period: 2**32 steps.
+    want = np_alpha(9, steps, 0.7)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
 def test_power_of_two_delta_gives_exactly_one_plus_delta_c():
     bits = np_bits(7, np.arange(NUM_STEPS))
     c = ((bits >> np.uint64(8)).astype(np.float64) - 2.0**23) * 2.0**-23
@@ -272,11 +312,8 @@ def test_streams_of_different_seeds_are_unrelated():
 
 @pytest.mark.parametrize("step, message", [
     (-1, r"step must be an integer in \[0, 18446744073709551615\], got -1"),
-    (2.5, "step must be an integer, got 2.5"),
-    (True, "step must be an integer, got True"),
     (2**64, "step must be an integer in"),
     (np.array([0, -3]), "step must be a non-negative integer, got -3"),
-    (np.array([0.5]), "step must be a non-negative integer"),
 ])
 def test_bad_python_steps_raise(step, message):
     with pytest.raises(ValueError, match=message):
@@ -285,8 +322,28 @@ def test_bad_python_steps_raise(step, message):
         RandomLearningRate(0.1, seed=0)(step)
 
 
+@pytest.mark.parametrize("step, message", [
+    (2.5, "step must be an integer, got 2.5"),
+    (True, "step must be an integer, got True"),
+    (np.array([0.5]), "step must be a non-negative integer"),
+    # Checked before the backend sees it: JAX would raise its own TypeError.
+    ("3", "step must be a non-negative integer, an integer array or an "
+          "integer tensor, got '3'"),
+    (None, "step must be a non-negative integer, an integer array or an "
+           "integer tensor, got None"),
+    (["3"], "step must be a non-negative integer"),
+])
+def test_steps_of_the_wrong_type_raise_our_type_error(step, message):
+    with pytest.raises(TypeError, match=message):
+        RandomLRSGD(seed=0).alpha_at(step)
+    with pytest.raises(TypeError, match=message):
+        RandomLearningRate(0.1, seed=0)(step)
+    with pytest.raises(TypeError, match=message):
+        random_factor.random_factor(0, step, 1.0)
+
+
 def test_float_tensor_step_raises():
-    with pytest.raises(ValueError, match="step must be an integer tensor"):
+    with pytest.raises(TypeError, match="step must be an integer tensor"):
         random_factor.random_factor(0, ops.convert_to_tensor([1.0]), 1.0)
 
 

@@ -64,9 +64,26 @@ def test_python_path_reduces_epoch_modulo_the_cycle():
 def test_tensor_epoch_needs_whole_period_and_integer_dtype():
     with pytest.raises(ValueError, match="period must be a whole number"):
         cyclic_cosine(0.01, 2.5, _int_tensor([0, 1]))
-    with pytest.raises(ValueError, match="epoch must be a number or an "
+    with pytest.raises(TypeError, match="epoch must be a number or an "
                        "integer tensor"):
         cyclic_cosine(0.01, 2, keras.ops.convert_to_tensor([0.0, 1.0]))
+
+
+@pytest.mark.parametrize("epoch", ["3", None, b"3"])
+def test_epoch_of_the_wrong_type_raises_our_type_error(epoch):
+    # Checked before the backend converts it (JAX would raise its own).
+    with pytest.raises(TypeError, match=f"epoch must be a number >= 0 or an "
+                       f"integer tensor, got {epoch!r}"):
+        cyclic_cosine(0.01, 2, epoch)
+
+
+@pytest.mark.parametrize("step", ["3", None, 2.5, [1.5]])
+def test_schedule_step_of_the_wrong_type_raises_type_error(step):
+    schedule = CyclicCosineSchedule(0.1, period=2, steps_per_epoch=3)
+    with pytest.raises(TypeError, match="step must be a non-negative integer"):
+        schedule(step)
+    with pytest.raises(ValueError, match="step must be a non-negative integer"):
+        schedule(-1)
 
 
 @pytest.mark.parametrize("period", PAPER_PERIODS)
@@ -202,9 +219,6 @@ def test_schedule_survives_model_save_and_load(tmp_path):
     (dict(learning_rate=-1.0, period=6, steps_per_epoch=1), "learning_rate"),
     (dict(learning_rate=0.1, period=0.0, steps_per_epoch=1), "period"),
     (dict(learning_rate=0.1, period=6, steps_per_epoch=0), "steps_per_epoch"),
-    (dict(learning_rate=0.1, period=6, steps_per_epoch=2.5),
-     "steps_per_epoch"),
-    (dict(learning_rate="0.1", period=6, steps_per_epoch=1), "learning_rate"),
     (dict(learning_rate=0.1, period=2.5, steps_per_epoch=1),
      "period must be a whole number of epochs for CyclicCosineSchedule"),
     (dict(learning_rate=1e300, period=6, steps_per_epoch=1),
@@ -212,4 +226,17 @@ def test_schedule_survives_model_save_and_load(tmp_path):
 ])
 def test_schedule_rejects_invalid_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
+        CyclicCosineSchedule(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(learning_rate=0.1, period=6, steps_per_epoch=2.5),
+     "steps_per_epoch must be an integer, got 2.5"),
+    (dict(learning_rate="0.1", period=6, steps_per_epoch=1),
+     "learning_rate must be a finite real number, got '0.1'"),
+    (dict(learning_rate=0.1, period=None, steps_per_epoch=1),
+     "period must be a finite real number, got None"),
+])
+def test_schedule_rejects_arguments_of_the_wrong_type(kwargs, message):
+    with pytest.raises(TypeError, match=message):
         CyclicCosineSchedule(**kwargs)

@@ -133,13 +133,23 @@ def test_planner_invalid_arguments_raise(kwargs, message):
     ((float("nan"), 60), "learning_rate must be finite"),
     ((1e-3, 0), r"batch_size must be an integer in \[1, inf\], got 0"),
     ((1e-3, -5), "batch_size must be an integer"),
-    ((1e-3, 2.5), "batch_size must be an integer, got 2.5"),
     ((1e-3, 60, 1.0), r"momentum must be in \[0, 1\), got 1.0"),
     ((1e-3, 60, -0.1), "momentum must be in"),
     ((1e-3, 60, 0.0, -1.0), "diffusion must be in"),
 ])
 def test_effective_temperature_invalid_arguments_raise(args, message):
     with pytest.raises(ValueError, match=message):
+        effective_temperature(*args)
+
+
+@pytest.mark.parametrize("args, message", [
+    ((1e-3, 2.5), "batch_size must be an integer, got 2.5"),
+    ((None, 60), "learning_rate must be a finite real number, got None"),
+    (("1e-3", 60), "learning_rate must be a finite real number"),
+    ((1e-3, 60, "0.9"), "momentum must be a finite real number"),
+])
+def test_effective_temperature_wrong_types_raise_type_error(args, message):
+    with pytest.raises(TypeError, match=message):
         effective_temperature(*args)
 
 
@@ -157,7 +167,7 @@ def test_effective_temperature_out_of_float_range_raises(args, message):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(learning_rate=1e-300, batch_size=60, new_learning_rate=1e300),
+    (dict(learning_rate=1e-300, batch_size=60, new_learning_rate=3e38),
      "batch_size=inf is beyond the float range"),
     (dict(learning_rate=5e-324, batch_size=10**6, new_batch_size=2),
      "underflows to 0"),
@@ -167,11 +177,63 @@ def test_planner_out_of_float_range_raises(kwargs, message):
         match_temperature(**kwargs)
 
 
-def test_moved_names_still_resolve_from_the_temperature_module():
-    from rlr_keras import callbacks, diffusion, temperature  # noqa: PLC0415
+def test_moved_names_are_only_in_their_new_modules():
+    # 0.2.0 removed the aliases (CHANGELOG.md): no callbacks <-> temperature
+    # import circle.
+    from rlr_keras import temperature  # noqa: PLC0415
 
-    assert temperature.TemperatureMonitor is callbacks.TemperatureMonitor
-    assert temperature.estimate_diffusion is diffusion.estimate_diffusion
+    for name in ("TemperatureMonitor", "estimate_diffusion",
+                 "DiffusionEstimate"):
+        assert not hasattr(temperature, name)
+    with open(temperature.__file__, encoding="utf-8") as source:
+        assert "rlr_keras.callbacks" not in source.read().replace(
+            "`rlr_keras.callbacks.TemperatureMonitor`", "")
+
+
+def test_running_the_module_says_where_the_command_line_is():
+    result = subprocess.run(
+        [sys.executable, "-m", "rlr_keras.temperature"], capture_output=True,
+        text=True, timeout=300, check=False,
+        env={**os.environ, "PYTHONPATH": REPO})
+    assert result.returncode == 2
+    assert result.stdout == ""
+    # runpy may warn first that the package imported the module already.
+    assert result.stderr.strip().splitlines()[-1] == (
+        "rlr_keras.temperature is the planner's library module, not a "
+        "command; run `rlr-temperature --help` (installed with rlr_keras) "
+        "or, in a checkout, `python experiments/temperature.py --help`")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    # C = l / (2 (1 - mu) T): a tiny new l needs a larger l or mu.
+    (dict(new_learning_rate=1e-300),
+     r"solution is batch_size=3e-295; raise new_learning_rate or "
+     "new_momentum"),
+    # l = 2 C (1 - mu) T: a huge C needs a smaller C or a larger mu.
+    (dict(new_batch_size=10**55),
+     r"solution learning_rate=3\.33333e\+49 is beyond float32 \(at most "
+     r"3\.402823e\+38, the limit of RandomLRSGD and Keras optimizers\); "
+     "lower new_batch_size or raise new_momentum"),
+    (dict(new_batch_size=1, new_learning_rate=1.0, solve_for="momentum"),
+     r"momentum=-299999\.0; lower new_learning_rate or raise new_batch_size"),
+])
+def test_planner_says_which_way_to_change_the_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        match_temperature(2e-4, 60, 0.0, **kwargs)
+
+
+def test_planner_never_proposes_a_learning_rate_the_optimizer_refuses():
+    from rlr_keras import RandomLRSGD  # noqa: PLC0415
+
+    # Just below float32's limit, the proposal is accepted by the optimizer.
+    matched = match_temperature(2e-4, 60, 0.0, new_batch_size=10**43)
+    assert matched.learning_rate <= 3.4028234663852886e38
+    RandomLRSGD(learning_rate=matched.learning_rate)
+    with pytest.raises(ValueError, match="beyond float32"):
+        match_temperature(2e-4, 60, 0.0, new_batch_size=10**45)
+    with pytest.raises(ValueError, match="new_learning_rate must be finite "
+                                         "in float32"):
+        match_temperature(2e-4, 60, 0.0, new_learning_rate=1e39)
 
 
 # Command line (experiments/temperature.py) ------------------------------------
@@ -201,9 +263,14 @@ def test_command_line_prints_matching_configuration():
     (["--match", "batch_size=30", "--match", "batch_size=40"],
      "error: --match gives batch_size twice (30 and '40'); give each name "
      "at most once"),
-    (["--match", "learning_rate=1e300", "--learning_rate=1e-300"],
+    (["--match", "learning_rate=3e38", "--learning_rate=1e-300"],
      "error: no batch size matches the reference temperature: the solution "
-     "batch_size=inf is beyond the float range"),
+     "batch_size=inf is beyond the float range; lower new_learning_rate or "
+     "new_momentum"),
+    (["--match", "learning_rate=1e-300"],
+     "error: no batch size >= 1 matches the reference temperature: the "
+     "solution is batch_size=3e-295; raise new_learning_rate or "
+     "new_momentum"),
 ])
 def test_command_line_errors_are_one_line_without_traceback(args, message):
     result = _run_script("--learning_rate=2e-4", "--batch_size=60", *args)
