@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -168,6 +169,20 @@ def test_done_run_is_not_trained_again(finished_run):
     assert train.run(output_dir=output_dir, temperature_probe=_PROBE,
                      **_TINY) == summary
     assert os.path.getmtime(os.path.join(output_dir, "metrics.jsonl")) == before
+
+
+def test_the_same_folder_by_another_path_is_the_same_run(finished_run,
+                                                        tmp_path,
+                                                        monkeypatch):
+    # The folder is the run: a trailing slash, a relative path, or a copy
+    # of the folder elsewhere is the same (done) run, not "other arguments".
+    output_dir, summary = finished_run
+    copy = str(tmp_path / "moved")
+    shutil.copytree(output_dir, copy)
+    monkeypatch.chdir(os.path.dirname(output_dir))
+    for path in (output_dir + os.sep, os.path.basename(output_dir), copy):
+        assert train.run(output_dir=path, temperature_probe=_PROBE,
+                         **_TINY) == summary
 
 
 def test_other_arguments_in_same_folder_is_an_error(finished_run):
