@@ -20,7 +20,7 @@ from absl import flags
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _EXPERIMENTS = os.path.join(_REPO, "experiments")
 
-from rlr_keras.experiment import _quiet  # noqa: E402
+from rlr_keras import _quiet  # noqa: E402
 from rlr_keras.experiment import _rundir  # noqa: E402
 from rlr_keras.experiment import _train as train  # noqa: E402
 from rlr_keras.experiment.commands import train as train_command  # noqa: E402
@@ -233,7 +233,7 @@ def test_sigterm_records_failed_terminated(tmp_path):
 def test_quiet_imports_drops_only_known_noise(tmp_path):
     program = (
         "import os\n"
-        "from rlr_keras.experiment import _quiet\n"
+        "from rlr_keras import _quiet\n"
         "with _quiet.quiet_imports():\n"
         "    os.write(2, b'I0000 00:00:1.2 3 cudart_stub.cc:31] Could not "
         "find cuda drivers on your machine, GPU will not be used.\\n')\n"

@@ -28,7 +28,7 @@ import time
 
 from absl import logging
 
-from rlr_keras.experiment import _quiet
+from rlr_keras import _quiet
 from rlr_keras.experiment import _rundir
 from rlr_keras.experiment import _train
 

@@ -76,7 +76,7 @@ import sys
 
 from absl import logging
 
-from rlr_keras.experiment import _quiet
+from rlr_keras import _quiet
 from rlr_keras.experiment import _rundir
 
 
@@ -599,8 +599,9 @@ def _one_inter_op_thread_on_cpu():
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
     threading = tf.config.threading
-    if (tf.config.list_physical_devices("GPU")
-            or threading.get_inter_op_parallelism_threads()):
+    with _quiet.quiet_imports():  # The device query starts CUDA (cuInit).
+        gpus = tf.config.list_physical_devices("GPU")
+    if gpus or threading.get_inter_op_parallelism_threads():
         return
     try:
         threading.set_inter_op_parallelism_threads(1)

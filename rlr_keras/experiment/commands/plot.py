@@ -56,6 +56,9 @@ def main(argv):
         _report.run(runs=_RUNS.value, plot_dir=_PLOT_DIR.value,
                     group_by=_GROUP_BY.value, title=_TITLE.value,
                     equivalence_margin=_EQUIVALENCE_MARGIN.value)
+    except ImportError as error:  # No matplotlib: the extra to install.
+        sys.stderr.write(f"plot.py: error: {' '.join(str(error).split())}\n")
+        sys.exit(2)
     except (_report.FlagValueError, _report.RunFileError) as error:
         message = " ".join(str(error).split())  # One line.
         sys.stderr.write(f"plot.py: error: {message}\n")

@@ -62,7 +62,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from rlr_keras.experiment import _quiet
+from rlr_keras import _quiet
 from rlr_keras.experiment import _sweep
 from rlr_keras.experiment import _train
 # The train command's flags (the runs' arguments) and the plot command's

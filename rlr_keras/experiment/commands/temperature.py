@@ -22,7 +22,7 @@ import sys
 from absl import app
 from absl import flags
 
-from rlr_keras.experiment import _quiet
+from rlr_keras import _quiet
 
 
 _QUANTITIES = ("learning_rate", "batch_size", "momentum")

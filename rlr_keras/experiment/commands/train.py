@@ -23,7 +23,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from rlr_keras.experiment import _quiet
+from rlr_keras import _quiet
 from rlr_keras.experiment import _train
 
 _DEFAULT = _train.Config()
@@ -166,6 +166,10 @@ flags.DEFINE_integer(
 # The flags that are arguments of `run`, in the order flags.cfg lists them.
 
 def _valid_model(value):
+    # A recorded callable (callable:...) passes, so that the run says why
+    # it cannot be replayed from the command line.
+    if isinstance(value, str) and value.startswith("callable:"):
+        return True
     try:
         _check_model_spec(value)
     except (TypeError, ValueError):

@@ -3,12 +3,15 @@
 Importing TensorFlow 2.21 writes lines such as `oneDNN custom operations are
 on`, `Could not find cuda drivers` and `cpu_feature_guard` straight to file
 descriptor 2, before `absl::InitializeLog` runs, so `TF_CPP_MIN_LOG_LEVEL`
-alone does not hide them. `quiet_imports()` sets `TF_CPP_MIN_LOG_LEVEL=3` and
-runs the imports with descriptor 2 sent to a temporary file, then writes back
-every line that is not known start-up noise (a real warning or error still
-shows). A user who sets `TF_CPP_MIN_LOG_LEVEL` gets everything untouched.
+alone does not hide them. `quiet_imports()` sets `TF_CPP_MIN_LOG_LEVEL=3`
+(unless the user set it) and runs the imports with descriptor 2 sent to a
+temporary file, then writes back every line that is not known start-up noise
+(a real warning or error still shows). A user who sets
+`TF_CPP_MIN_LOG_LEVEL=0` gets everything untouched.
 
-Standard library only, so that any experiment script can use it:
+Standard library only: `rlr_keras/__init__.py` imports Keras (and so the
+backend) inside `quiet_imports()`, as the commands of
+`rlr_keras.experiment` do for their late imports:
 
 ```
 with _quiet.quiet_imports():
@@ -46,18 +49,26 @@ def is_noise(line):
 
 
 @contextlib.contextmanager
-def quiet_imports(stream=None):
+def quiet_imports(stream=None, set_level=True):
     """Runs the block with start-up noise on fd 2 filtered out.
 
     Args:
         stream: where the kept lines go; defaults to `sys.stderr`.
+        set_level: bool, also set `TF_CPP_MIN_LOG_LEVEL=3` (the commands);
+            False only filters the known lines (the library's own import).
     """
     global _we_set_level
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ and not _we_set_level:
-        yield  # The user chose; touch nothing.
+    user_level = (None if _we_set_level
+                  else os.environ.get("TF_CPP_MIN_LOG_LEVEL"))
+    if user_level in ("", "0"):
+        yield  # The user asked for every line; touch nothing.
         return
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    _we_set_level = True
+    # TensorFlow 2.21 writes its start-up lines before absl::InitializeLog,
+    # whatever the level: a user who asked for fewer lines gets them
+    # filtered too (and their level kept).
+    if set_level and user_level is None:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        _we_set_level = True
     sys.stderr.flush()
     try:
         saved = os.dup(2)
