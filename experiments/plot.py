@@ -243,10 +243,21 @@ def _arguments(run):
 
 def _default_group_by(runs):
     names = sorted({name for run in runs for name in _arguments(run)})
+
+    def values(name):
+        # Delta varies only if it varies among the random runs: the other
+        # protocols record None (sweep.py drops it for them), which says
+        # nothing about the random runs. (A cyclic period stays in the label
+        # even when there is one.)
+        if name != "delta":
+            return {repr(_arguments(run).get(name)) for run in runs}
+        return {repr(_arguments(run).get(name)) for run in runs
+                if _arguments(run).get("protocol") == "random"}
+
     varying = [
         name for name in names
         if name not in _NOT_GROUPING and name != "protocol"
-        and len({repr(_arguments(run).get(name)) for run in runs}) > 1
+        and len(values(name)) > 1
     ]
     return ["protocol"] + varying
 
