@@ -18,6 +18,10 @@ without its `_seed=k`. Each subcommand prints a Markdown table.
     python experiments/tools/referee.py temperature RUNS
         Per group: D and T of the last probe of the temperature monitor
         (mean +- sample std over seeds) and that probe's epoch.
+    python experiments/tools/referee.py equivalence PVALUES.csv
+        Per metric: how many pairs the unpaired and the paired TOST call
+        equivalent at the margin of that file (plot.py
+        --equivalence_margin), and the largest TOST p.
     python experiments/tools/referee.py paired RUNS --metric=final_train_loss
         Paired t-test (seed-mates) of a summary.json metric between every
         pair of groups.
@@ -28,7 +32,6 @@ import collections
 import csv
 import itertools
 import json
-import math
 import os
 import re
 
@@ -177,12 +180,27 @@ def command_temperature(args):
               f"{tm:.3g} ± {ts:.2g} |")
 
 
+def command_equivalence(args):
+    with open(args.pvalues) as f:
+        rows = list(csv.DictReader(f))
+    margins = sorted({row["margin"] for row in rows})
+    print(f"TOST at margin ±{', '.join(margins)} ({args.pvalues}).\n")
+    print("| metric | unpaired: equivalent pairs | max TOST p | "
+          "paired: equivalent pairs | max paired TOST p |")
+    print("|---|---|---|---|---|")
+    for metric in dict.fromkeys(row["metric"] for row in rows):
+        r = [row for row in rows if row["metric"] == metric]
+        unpaired = sum(row["equivalent"] == "true" for row in r)
+        paired = sum(row["paired_equivalent"] == "true" for row in r)
+        print(f"| {metric} | {unpaired} of {len(r)} | "
+              f"{max(float(row['tost_p']) for row in r):.3g} | "
+              f"{paired} of {len(r)} | "
+              f"{max(float(row['paired_tost_p']) for row in r):.3g} |")
+
+
 def command_paired(args):
     groups = load_runs(args.runs)
-    print(f"Paired t-test of {args.metric} over the seeds both groups hold.\n")
-    print("| group A | group B | seeds | mean A − B | min..max A − B | "
-          "paired p |")
-    print("|---|---|---|---|---|---|")
+    rows = []
     for a, b in itertools.combinations(groups, 2):
         seeds = sorted(set(groups[a]) & set(groups[b]))
         if len(seeds) < 2:
@@ -190,11 +208,20 @@ def command_paired(args):
         x = np.array([groups[a][s][1][args.metric] for s in seeds])
         y = np.array([groups[b][s][1][args.metric] for s in seeds])
         diff = x - y
-        p = stats.ttest_rel(x, y).pvalue if np.any(diff != diff[0]) else (
-            0.0 if diff[0] != 0 else 1.0)
-        print(f"| {a} | {b} | {len(seeds)} | {diff.mean():+.4f} | "
-              f"{diff.min():+.4f}..{diff.max():+.4f} | "
-              f"{p:.2g} |" if not math.isnan(p) else "")
+        if np.all(diff == diff[0]):  # no spread: the t statistic is undefined
+            p = 1.0 if diff[0] == 0 else 0.0
+        else:
+            p = float(stats.ttest_rel(x, y).pvalue)
+        rows.append((a, b, len(seeds), diff, p))
+    adjusted = holm(np.array([row[4] for row in rows]))
+    print(f"Paired t-test of {args.metric} over the seeds both groups hold; "
+          f"Holm over these {len(rows)} tests.\n")
+    print("| group A | group B | seeds | mean A − B | min..max A − B | "
+          "paired p | Holm p |")
+    print("|---|---|---|---|---|---|---|")
+    for (a, b, n, diff, p), q in zip(rows, adjusted):
+        print(f"| {a} | {b} | {n} | {diff.mean():+.4f} | "
+              f"{diff.min():+.4f}..{diff.max():+.4f} | {p:.2g} | {q:.2g} |")
 
 
 def main(argv=None):
@@ -217,6 +244,9 @@ def main(argv=None):
         p = sub.add_parser(name)
         p.add_argument("runs")
         p.set_defaults(function=function)
+    p = sub.add_parser("equivalence")
+    p.add_argument("pvalues", help="a pvalues.csv written by plot.py")
+    p.set_defaults(function=command_equivalence)
     p = sub.add_parser("paired")
     p.add_argument("runs")
     p.add_argument("--metric", default="final_train_loss")
