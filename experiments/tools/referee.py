@@ -177,7 +177,8 @@ def command_temperature(args):
               f"{', '.join(f'{r:.3g}' for r in sorted(ratio))} | "
               f"{', '.join(map(str, sorted(epochs)))} | "
               f"{dm * 1e3:.3f}e-3 ± {ds * 1e3:.3f}e-3 | "
-              f"{tm:.3g} ± {ts:.2g} |")
+              f"{tm:.3g} ± {ts:.2g} |".replace("± nane-3", "").replace(
+                  "± nan", ""))
 
 
 def command_equivalence(args):
