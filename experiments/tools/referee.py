@@ -10,8 +10,8 @@ without its `_seed=k`. Each subcommand prints a Markdown table.
     python experiments/tools/referee.py curves RUNS [--windows=151-160,171-180]
         Per group: final, mean of the last 10 epochs and best test accuracy
         (best is selected on the test set: optimistic), best - final, the
-        mean test accuracy in two epoch windows, and in how many runs the
-        test-loss minimum falls in the last 10 epochs.
+        mean test accuracy in two epoch windows, and the epochs of the
+        test-loss minimum (range; how many runs have it in the last 10).
     python experiments/tools/referee.py plateau RUNS
         Per run: mean test accuracy of the last 10 epochs minus that of
         epochs -30..-20 (the plateau rule of issue 22: |.| <= 0.002).
@@ -117,7 +117,7 @@ def command_curves(args):
     header += [f"mean epochs {a}–{b}" for a, b in windows]
     if len(windows) == 2:
         header.append("rise, 2nd − 1st window: mean (runs)")
-    header.append("test-loss min in last 10 epochs")
+    header.append("test-loss min: epochs; runs in the last 10")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for group, runs in load_runs(args.runs).items():
@@ -137,8 +137,9 @@ def command_curves(args):
             rise = np.array(means[1]) - np.array(means[0])
             cells.append(f"{rise.mean():+.4f} (runs {rise.min():+.4f} to "
                          f"{rise.max():+.4f})")
-        late = sum(int(np.argmin(l)) >= len(l) - 10 for l in loss)
-        cells.append(f"{late} of {len(loss)}")
+        minima = [int(np.argmin(l)) + 1 for l in loss]
+        late = sum(m > len(l) - 10 for m, l in zip(minima, loss))
+        cells.append(f"{min(minima)}–{max(minima)}; {late} of {len(loss)}")
         print("| " + " | ".join(cells) + " |")
 
 
