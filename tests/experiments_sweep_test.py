@@ -12,6 +12,7 @@ from absl import flags
 
 from rlr_keras.experiment import _rundir
 from _helpers import REPO as _REPO
+from _helpers import alive as _alive
 from rlr_keras.experiment import _report
 from rlr_keras.experiment import _sweep as sweep
 from rlr_keras.experiment.commands import sweep as sweep_command
@@ -346,14 +347,6 @@ def _children(pid):
             if int(fields[1]) == pid:
                 children.append(int(entry))
     return children
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"),
