@@ -316,6 +316,10 @@ def _run_sweep(*args):
      ["--protocols", "randomm", "among constant, random, cyclic"]),
     (["--seeds=0,x"], ["--seeds", "integers in [0, 4294967295]"]),
     (["--nosuchflag"], ["nosuchflag"]),
+    (["--jobs=0"], ["--jobs=0", "positive integer"]),
+    (["--runs_per_gpu=0"], ["--runs_per_gpu=0", "positive integer"]),
+    (["--jobs=2", "--launcher=inprocess"],
+     ["--jobs=2", "process of its own", "--launcher=inprocess"]),
 ])
 def test_command_line_errors_are_one_line(tmp_path, args, expected):
     result = _run_sweep(f"--root={tmp_path / 'sweep'}", "--dry_run", *args)
