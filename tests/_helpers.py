@@ -54,6 +54,15 @@ def worker_env(cluster, index):
     return env
 
 
+def alive(pid):
+    """Whether process `pid` runs (a zombie, not yet reaped, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def log_tail(path, chars=3000):
     with open(path, errors="replace") as f:
         return f.read()[-chars:]

@@ -12,6 +12,7 @@ from absl import flags
 
 from rlr_keras.experiment import _rundir
 from _helpers import REPO as _REPO
+from _helpers import alive as _alive
 from rlr_keras.experiment import _report
 from rlr_keras.experiment import _sweep as sweep
 from rlr_keras.experiment.commands import sweep as sweep_command
@@ -315,6 +316,10 @@ def _run_sweep(*args):
      ["--protocols", "randomm", "among constant, random, cyclic"]),
     (["--seeds=0,x"], ["--seeds", "integers in [0, 4294967295]"]),
     (["--nosuchflag"], ["nosuchflag"]),
+    (["--jobs=0"], ["--jobs=0", "positive integer"]),
+    (["--runs_per_gpu=0"], ["--runs_per_gpu=0", "positive integer"]),
+    (["--jobs=2", "--launcher=inprocess"],
+     ["--jobs=2", "process of its own", "--launcher=inprocess"]),
 ])
 def test_command_line_errors_are_one_line(tmp_path, args, expected):
     result = _run_sweep(f"--root={tmp_path / 'sweep'}", "--dry_run", *args)
@@ -346,14 +351,6 @@ def _children(pid):
             if int(fields[1]) == pid:
                 children.append(int(entry))
     return children
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"),

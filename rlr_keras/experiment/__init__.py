@@ -126,7 +126,8 @@ def sweep(root: str, *, model: Any, dataset: Any,
           seeds: Iterable[int] = (0, 1, 2),
           periods: Optional[Sequence[float]] = None,
           grid: Sequence[Any] = (), variants: Sequence[Mapping] = (),
-          launcher: str = "inprocess", plot: bool = True,
+          launcher: Optional[str] = None, jobs: int = 1,
+          runs_per_gpu: int = 1, plot: bool = True,
           title: Optional[str] = None,
           group_by: Optional[Sequence[str]] = None,
           equivalence_margin: float = 0.005, dry_run: bool = False,
@@ -149,6 +150,13 @@ def sweep(root: str, *, model: Any, dataset: Any,
         variants: `[{name: value, ...}, ...]`, sets of train arguments.
         launcher: "inprocess" (this process) or "subprocess" (a fresh
             process per run; needs a model and dataset given as specs).
+            Defaults to "inprocess", or "subprocess" when jobs > 1.
+        jobs: int >= 1, how many runs train at once, each in a process of
+            its own (output in `root/logs/<name>.log`): one GPU each if
+            GPUs are visible, else `cores // jobs` cores each. Defaults to 1
+            (one run after the other).
+        runs_per_gpu: int >= 1, how many of the `jobs` runs may share one
+            GPU. Defaults to 1.
         plot: bool, write the report into `root/plots` at the end.
         title, group_by, equivalence_margin: passed to `report`.
         dry_run: bool, only list the runs and their status.
@@ -159,7 +167,9 @@ def sweep(root: str, *, model: Any, dataset: Any,
 
     Raises:
         ValueError, TypeError: for an inconsistent grid, or a model or
-            dataset that does not load (checked before any run starts).
+            dataset that does not load (checked before any run starts);
+            for jobs > 1 with launcher "inprocess", or more jobs than the
+            visible GPUs hold.
     """
     from rlr_keras.experiment import _sweep  # pylint: disable=all
 
@@ -168,6 +178,7 @@ def sweep(root: str, *, model: Any, dataset: Any,
         root=root, base_arguments=base_arguments, protocols=list(protocols),
         seeds=list(seeds), periods=None if periods is None else list(periods),
         grid=list(grid), variants=list(variants), launcher=launcher,
+        jobs=jobs, runs_per_gpu=runs_per_gpu,
         make_plots=plot, title=title, group_by=group_by,
         equivalence_margin=equivalence_margin, dry_run=dry_run)
 

@@ -16,19 +16,16 @@ the rest.
 """
 
 import collections
-import ctypes
 import itertools
 import json
 import os
-import signal
-import subprocess
 import sys
-import threading
 import time
 
 from absl import logging
 
 from rlr_keras import _quiet
+from rlr_keras.experiment import _jobs
 from rlr_keras.experiment import _rundir
 from rlr_keras.experiment import _train
 
@@ -37,6 +34,8 @@ with _quiet.quiet_imports():  # rlr_keras imports Keras (and TensorFlow).
 
 _LOG_FILE = "sweep_log.jsonl"
 _SPEC_FILE = "sweep.json"
+# The output of the train children of a sweep with jobs > 1, one file each.
+_LOGS_DIR = "logs"
 # The child process of the subprocess launcher: the train command.
 _TRAIN_COMMAND = ("-m", "rlr_keras.experiment.commands.train")
 
@@ -288,75 +287,54 @@ def _hparams_domains(runs, varying):
             for name, values in domains.items()}
 
 
-# prctl(2) option: the signal the kernel sends a process when its parent dies.
-_PR_SET_PDEATHSIG = 1
+def _train_command(arguments):
+    """The command line of a train child that trains `arguments`."""
+    return [sys.executable, *_TRAIN_COMMAND] + [
+        line for line in (_rundir.format_flag(name, value)
+                          for name, value in arguments.items())
+        if line is not None]
 
 
-def _die_with_parent(parent_pid):
-    """Returns a `preexec_fn` that ties a child's life to `parent_pid`'s.
-
-    A sweep killed with SIGKILL cannot stop its train.py child, which would
-    then race the restarted sweep's run in the same folder; Linux's
-    PR_SET_PDEATHSIG makes the kernel SIGKILL the child when the sweep dies.
-    Elsewhere (no prctl) it does nothing.
-    """
-    def preexec():
+def _failure(output_dir, pid, returncode, log_path=None):
+    """Why the train child `pid` failed: the error its run recorded, else
+    the last `train.py:` line of its log (an error before the run folder was
+    claimed), else its exit status."""
+    record = _rundir.read_json(
+        os.path.join(output_dir, _rundir.STATUS_FILE), {}) or {}
+    if (record.get("status") == _rundir.FAILED and record.get("pid") == pid
+            and record.get("error")):
+        return record["error"]
+    if log_path:
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except (OSError, AttributeError):
-            return
-        if os.getppid() != parent_pid:  # The sweep died before the prctl.
-            os.kill(os.getpid(), signal.SIGKILL)
-    return preexec
+            with open(log_path, "rb") as f:
+                f.seek(max(0, os.path.getsize(log_path) - 65536))
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            lines = []
+        for line in reversed(lines):
+            if line.startswith("train.py: "):
+                return line[len("train.py: "):].removeprefix("error: ")
+    return f"train.py exited with status {returncode}"
 
 
 def _run_subprocess(arguments):
     """Runs train.py in a child process that cannot outlive this one.
 
     The child shares the sweep's process group (a Ctrl-C at the terminal
-    reaches both); a SIGINT or SIGTERM sent to the sweep alone is forwarded
-    to it, the sweep waits for it to stop (it writes its status), then stops
-    itself: KeyboardInterrupt for SIGINT, exit status 128 + signal for
-    SIGTERM.
+    reaches both) and its terminal; a SIGINT or SIGTERM sent to the sweep
+    alone is forwarded to it, the sweep waits for it to stop (it writes its
+    status), then stops itself: KeyboardInterrupt for SIGINT, exit status
+    128 + signal for SIGTERM.
     """
-    command = [sys.executable, *_TRAIN_COMMAND] + [
-        line for line in (_rundir.format_flag(name, value)
-                          for name, value in arguments.items())
-        if line is not None]
-    preexec = (_die_with_parent(os.getpid()) if sys.platform == "linux"
-               else None)
-    child = subprocess.Popen(command, preexec_fn=preexec)  # pylint: disable=subprocess-popen-preexec-fn
-    received = []
-
-    def forward(signum, frame):
-        del frame
-        received.append(signum)
-        if child.poll() is None:
-            child.send_signal(signum)
-
-    handled = (signal.SIGINT, signal.SIGTERM)
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        previous = {signum: signal.signal(signum, forward)
-                    for signum in handled}
-    try:
-        returncode = child.wait()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        if child.poll() is None:  # An exception while waiting.
-            child.kill()
-            child.wait()
-    if received:
-        if received[0] == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise SystemExit(128 + received[0])
+    ended = []
+    _jobs.run_processes(
+        [(arguments["output_dir"], _train_command(arguments), None)],
+        _jobs.plan(1, gpus=[]), on_start=lambda *_: None,
+        on_end=lambda name, pid, returncode, *_: ended.append(
+            (pid, returncode)))
+    (pid, returncode), = ended
     if returncode:
-        record = _rundir.read_json(
-            os.path.join(arguments["output_dir"], _rundir.STATUS_FILE), {})
-        raise RuntimeError(record.get("error") or
-                           f"train.py exited with status {returncode}")
+        raise RuntimeError(_failure(arguments["output_dir"], pid, returncode))
 
 
 def _duration(seconds):
@@ -368,10 +346,90 @@ def _duration(seconds):
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+class _Progress:
+    """The sweep's bookkeeping: runs done and failed, events, progress, ETA.
+
+    The ETA counts the runs in flight: the mean duration of the runs ended
+    so far, times the runs not started, plus what the runs in flight have
+    left of it, shared among the runs that can go at once.
+    """
+
+    def __init__(self, root, total, skipped, at_once):
+        self.root, self.total, self.at_once = root, total, at_once
+        self.done, self.failed, self.durations = list(skipped), {}, []
+
+    def start(self, name, in_flight=0, **extra):
+        _log_event(self.root, "start", name, **extra)
+        where = f" ({extra['device']}, pid {extra['pid']})" if extra else ""
+        logging.info("[%d/%d] Starting %s%s",
+                     len(self.done) + len(self.failed) + in_flight + 1,
+                     self.total, name, where)
+
+    def end(self, name, seconds, error=None, running=()):
+        if error is None:
+            self.done.append(name)
+            _log_event(self.root, "done", name)
+        else:
+            self.failed[name] = error
+            _log_event(self.root, "failed", name, error=error)
+            logging.error("Run %s failed: %s", name, error)
+        self.durations.append(seconds)
+        ended = len(self.done) + len(self.failed)
+        remaining = self.total - ended
+        mean = sum(self.durations) / len(self.durations)
+        work = mean * (remaining - len(running)) + sum(
+            max(0.0, mean - elapsed) for elapsed in running)
+        eta = work / max(1, min(self.at_once, remaining))
+        logging.info("[%d/%d] %s %s in %s; %d to go%s, ETA %s", ended,
+                     self.total, name, "done" if error is None else "failed",
+                     _duration(seconds), remaining,
+                     f" ({len(running)} running)" if running else "",
+                     _duration(eta))
+
+
+def _run_one_at_a_time(todo, launcher, progress):
+    for name, arguments in todo:
+        progress.start(name)
+        start = time.monotonic()
+        error = None
+        try:
+            if launcher == "inprocess":
+                _train.run(**arguments)
+            else:
+                _run_subprocess(arguments)
+        except Exception as exception:  # pylint: disable=broad-except
+            error = f"{type(exception).__name__}: {exception}"
+        progress.end(name, time.monotonic() - start, error)
+
+
+def _run_at_once(root, todo, slots, progress):
+    """Trains `todo`, `len(slots)` runs at once, each in a train child whose
+    output goes to `<root>/logs/<name>.log`."""
+    output_dirs = {name: arguments["output_dir"] for name, arguments in todo}
+    logs = {name: os.path.join(root, _LOGS_DIR, f"{name}.log")
+            for name, _ in todo}
+
+    def on_start(name, pid, slot, in_flight):
+        progress.start(name, in_flight, pid=pid, device=slot.device,
+                       log=os.path.relpath(logs[name], root))
+
+    def on_end(name, pid, returncode, seconds, running):
+        error = None
+        if returncode:
+            error = _failure(output_dirs[name], pid, returncode,
+                             logs[name])
+        progress.end(name, seconds, error, running)
+
+    _jobs.run_processes(
+        [(name, _train_command(arguments), logs[name])
+         for name, arguments in todo],
+        slots, on_start=on_start, on_end=on_end)
+
+
 def run(*, root, base_arguments, protocols=PROTOCOLS,
         seeds=(0, 1, 2), periods=None, grid=(), variants=(),
-        launcher="inprocess", make_plots=True, title=None, group_by=None,
-        equivalence_margin=0.005, dry_run=False):
+        launcher=None, jobs=1, runs_per_gpu=1, make_plots=True, title=None,
+        group_by=None, equivalence_margin=0.005, dry_run=False):
     """Runs (or resumes) a sweep; returns {"done": [...], "failed": {...}}.
 
     Args:
@@ -379,7 +437,12 @@ def run(*, root, base_arguments, protocols=PROTOCOLS,
         base_arguments: dict, train.run arguments common to all runs (its
             output_dir, protocol, period and seed are ignored).
         protocols, seeds, periods, grid, variants: the grid, see `expand`.
-        launcher: "inprocess" or "subprocess".
+        launcher: "inprocess", "subprocess", or None: "inprocess" for
+            jobs=1 and "subprocess" otherwise.
+        jobs: int >= 1, how many runs train at once, each in a train child
+            of its own (`_jobs`: GPUs, cores); their output goes to
+            `<root>/logs/<name>.log`. 1 trains one run after the other.
+        runs_per_gpu: int >= 1, how many of the `jobs` runs may share a GPU.
         make_plots: bool, run plot.py on the finished runs at the end.
         title, group_by, equivalence_margin: passed to `plot.run`.
         dry_run: bool, only list the runs.
@@ -387,10 +450,23 @@ def run(*, root, base_arguments, protocols=PROTOCOLS,
     Returns:
         A dict with the names of the runs `done` (list), `failed` (dict
         name -> error) and `skipped` (done before this call).
+
+    Raises:
+        ValueError: for a bad grid or launcher, jobs > 1 with launcher
+            "inprocess", or more jobs than the visible GPUs hold.
     """
+    if launcher is None:
+        launcher = "inprocess" if jobs == 1 else "subprocess"
     if launcher not in ("inprocess", "subprocess"):
         raise ValueError(
             f"launcher must be 'inprocess' or 'subprocess', got {launcher!r}")
+    slots = _jobs.plan(jobs, gpus=_jobs.visible_gpus() if jobs > 1 else [],
+                       runs_per_gpu=runs_per_gpu)
+    if jobs > 1 and launcher == "inprocess":
+        raise ValueError(
+            f"jobs={jobs} trains each run in a process of its own; use "
+            "launcher='subprocess' (or leave launcher unset), got "
+            "launcher='inprocess'")
     runs = expand(base_arguments=base_arguments, protocols=list(protocols),
                   seeds=list(seeds), periods=periods, grid=grid,
                   variants=variants)
@@ -401,7 +477,8 @@ def run(*, root, base_arguments, protocols=PROTOCOLS,
                 spec = recorded(arguments)[key]
                 if spec != arguments[key]:
                     raise ValueError(
-                        f"launcher='subprocess' starts each run in a new "
+                        f"launcher='subprocess' (and jobs > 1) starts each "
+                        f"run in a new "
                         f"process, which cannot receive {key}={spec} (a "
                         "Python object); use launcher='inprocess', or give "
                         f"the {key} as a spec (MODULE:FUNCTION, "
@@ -434,36 +511,23 @@ def run(*, root, base_arguments, protocols=PROTOCOLS,
     })
     _rundir.write_hparams_experiment(
         root, _hparams_domains(runs, varying), HPARAMS_METRICS)
-    _log_event(root, "sweep_start", total=total, done=len(skipped))
-    done, failed = list(skipped), {}
-    durations = []
+    _log_event(root, "sweep_start", total=total, done=len(skipped),
+               jobs=jobs)
+    if jobs > 1:
+        logging.info("%d runs at once, each in its own process: %s.", jobs,
+                     "; ".join(slot.device for slot in slots))
+    progress = _Progress(root, total, skipped, jobs)
+    todo = []
     for name, arguments in runs:
         if name in skipped:
             _log_event(root, "skip", name)
-            continue
-        _log_event(root, "start", name)
-        logging.info("[%d/%d] Starting %s", len(done) + len(failed) + 1,
-                     total, name)
-        start = time.monotonic()
-        try:
-            if launcher == "inprocess":
-                _train.run(**arguments)
-            else:
-                _run_subprocess(arguments)
-        except Exception as error:  # pylint: disable=broad-except
-            failed[name] = f"{type(error).__name__}: {error}"
-            _log_event(root, "failed", name, error=failed[name])
-            logging.error("Run %s failed: %s", name, failed[name])
         else:
-            done.append(name)
-            _log_event(root, "done", name)
-        durations.append(time.monotonic() - start)
-        remaining = total - len(done) - len(failed)
-        eta = sum(durations) / len(durations) * remaining
-        logging.info("[%d/%d] %s %s in %s; %d to go, ETA %s",
-                     len(done) + len(failed), total, name,
-                     "failed" if name in failed else "done",
-                     _duration(durations[-1]), remaining, _duration(eta))
+            todo.append((name, arguments))
+    if jobs == 1:
+        _run_one_at_a_time(todo, launcher, progress)
+    else:
+        _run_at_once(root, todo, slots, progress)
+    done, failed = progress.done, progress.failed
     _log_event(root, "sweep_end", done=len(done), failed=len(failed))
     logging.info("Sweep %s: %d of %d runs done, %d failed.", root, len(done),
                  total, len(failed))

@@ -44,6 +44,18 @@ per run) or each in a fresh `python experiments/train.py` process
 never outlives the sweep: it is killed with it even by SIGKILL (Linux), and
 SIGINT/SIGTERM are passed on to it and waited for.
 
+`--jobs=N` trains N runs at once, each in a train.py process of its own
+(so `--launcher=subprocess` is implied, and `--launcher=inprocess` refused),
+whose output goes to `<root>/logs/<run>.log`. With GPUs visible
+(`CUDA_VISIBLE_DEVICES`, else `nvidia-smi -L`) each run sees one GPU, dealt
+round-robin; `--runs_per_gpu=K` lets K runs share one (JAX then does not
+preallocate, TensorFlow grows its memory), and N may not exceed GPUs x K. On
+CPU each run is pinned to cores // N cores (and OMP_NUM_THREADS and
+TF_NUM_INTRAOP_THREADS say so). A failed run does not stop the others;
+SIGINT/SIGTERM reach every child, and the sweep waits for all of them to
+record their status. With `--deterministic` on CPU the runs' metrics are
+the same bit for bit as one at a time.
+
 A bad flag or grid ends the script before anything runs, with one line on
 stderr naming the flag, the value and what is allowed (exit status 2).
 
@@ -93,8 +105,19 @@ _VARIANT = flags.DEFINE_multi_string(
     "NAME=V,NAME=V,...: one configuration of several train.py flags "
     "(repeatable; each variant is crossed with the rest of the grid).")
 _LAUNCHER = flags.DEFINE_enum(
-    "launcher", "inprocess", ["inprocess", "subprocess"],
-    "Run each training in this process or in a fresh train.py process.")
+    "launcher", None, ["inprocess", "subprocess"],
+    "Run each training in this process or in a fresh train.py process. "
+    "Default: inprocess, or subprocess with --jobs > 1.")
+_JOBS = flags.DEFINE_integer(
+    "jobs", 1,
+    "How many runs train at once, each in a train.py process of its own "
+    "(its output in <root>/logs/<run>.log). With GPUs visible "
+    "(CUDA_VISIBLE_DEVICES, else nvidia-smi) each run gets one, round-robin; "
+    "on CPU each gets cores // jobs cores.", lower_bound=1)
+_RUNS_PER_GPU = flags.DEFINE_integer(
+    "runs_per_gpu", 1,
+    "With --jobs > 1 and GPUs: how many runs may share one GPU (then JAX "
+    "does not preallocate and TensorFlow grows its memory).", lower_bound=1)
 _PLOT = flags.DEFINE_bool(
     "plot", True, "Draw figures and tables into <root>/plots at the end.")
 _DRY_RUN = flags.DEFINE_bool(
@@ -204,6 +227,9 @@ def main(argv):
         _fail(f"--delta applies only to the random protocol, got --delta="
               f"{flags.FLAGS.delta!r} with --protocols="
               f"{','.join(_PROTOCOLS.value)}")
+    if _LAUNCHER.value == "inprocess" and _JOBS.value > 1:
+        _fail(f"--jobs={_JOBS.value} trains each run in a process of its own; "
+              "drop --launcher=inprocess (or use --launcher=subprocess)")
     logging.set_verbosity(logging.INFO)
     try:
         arguments = dict(
@@ -222,6 +248,8 @@ def main(argv):
             root=_ROOT.value,
             **arguments,
             launcher=_LAUNCHER.value,
+            jobs=_JOBS.value,
+            runs_per_gpu=_RUNS_PER_GPU.value,
             make_plots=_PLOT.value,
             title=flags.FLAGS.title,
             group_by=flags.FLAGS.group_by,
