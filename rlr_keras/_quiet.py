@@ -11,7 +11,7 @@ temporary file, then writes back every line that is not known start-up noise
 
 Standard library only: `rlr_keras/__init__.py` imports Keras (and so the
 backend) inside `quiet_imports()`, as the commands of
-`rlr_keras.experiment` do for their late imports:
+the installed commands do for their late imports:
 
 ```
 with _quiet.quiet_imports():
