@@ -10,7 +10,7 @@ temporary file, then writes back every line that is not known start-up noise
 `TF_CPP_MIN_LOG_LEVEL=0` gets everything untouched.
 
 Standard library only: `rlr_keras/__init__.py` imports Keras (and so the
-backend) inside `quiet_imports()`, as the commands of
+backend) inside `quiet_imports()`, as
 the installed commands do for their late imports:
 
 ```
