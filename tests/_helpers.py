@@ -63,6 +63,15 @@ def alive(pid):
         return False
 
 
+def wait_gone(pids, timeout_s=10):
+    """Waits up to `timeout_s` for every process of `pids` to end; returns
+    whether none is alive then."""
+    deadline = time.monotonic() + timeout_s
+    while any(map(alive, pids)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not any(map(alive, pids))
+
+
 def log_tail(path, chars=3000):
     with open(path, errors="replace") as f:
         return f.read()[-chars:]

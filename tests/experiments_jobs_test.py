@@ -17,6 +17,7 @@ import time
 import pytest
 
 from _helpers import alive as _alive
+from _helpers import wait_gone
 from rlr_keras.experiment import _jobs
 from rlr_keras.experiment import _sweep as sweep
 
@@ -193,10 +194,7 @@ def test_no_child_outlives_the_sweep(signum):
         time.sleep(0.5)  # Past the children's start-up.
         process.send_signal(signum)
         output, _ = process.communicate(timeout=60)
-        deadline = time.monotonic() + 10
-        while any(map(_alive, pids)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not any(map(_alive, pids))
+        assert wait_gone(pids)
         if signum == signal.SIGTERM:  # Forwarded, waited for, then exited.
             assert process.returncode == 128 + signal.SIGTERM
             assert output.split() == ["end", "143", "end", "143"]

@@ -13,6 +13,7 @@ from absl import flags
 from rlr_keras.experiment import _rundir
 from _helpers import REPO as _REPO
 from _helpers import alive as _alive
+from _helpers import wait_gone
 from rlr_keras.experiment import _report
 from rlr_keras.experiment import _sweep as sweep
 from rlr_keras.experiment.commands import sweep as sweep_command
@@ -380,10 +381,7 @@ def test_train_child_dies_with_the_sweep(tmp_path, signum):
         time.sleep(1.0)  # Let the child get past its start-up.
         process.send_signal(signum)
         process.wait(timeout=60)
-        deadline = time.monotonic() + 10
-        while any(map(_alive, children)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not any(map(_alive, children))
+        assert wait_gone(children)
         if signum == signal.SIGTERM:  # Forwarded, waited for, then exited.
             assert process.returncode == 128 + signal.SIGTERM
     finally:
