@@ -25,8 +25,10 @@
 # into the sweep root (runs already done are skipped: each lease continues
 # the grid), runs experiments/sweep.py on KERAS_BACKEND=jax with
 # --dataset=cifar10_batches:/tmp/cifar10 --vgg_weights=none, stops it cleanly
-# with SIGINT when BUDGET_S seconds are spent (the run in progress is marked
-# failed and restarts next time), and writes to $OUT:
+# with SIGTERM when BUDGET_S seconds are spent (the run in progress is marked
+# failed and restarts next time; a sweep still importing simply ends: a
+# SIGINT there can be swallowed by a callback, SIGTERM cannot), and writes
+# to $OUT:
 #   records.tar.gz  config.json, metrics.jsonl, summary.json, status.json and
 #                   flags.cfg of every run folder (no weights, no events)
 #   lease.log       the sweep's log; card.txt the GPU's name
@@ -93,7 +95,7 @@ case "${1:-}" in
       cp -r "$results_dir/$name/runs/." "$root/"
     fi
     status=0
-    timeout --signal=INT --kill-after=30 "$budget" \
+    timeout --signal=TERM --kill-after=30 "$budget" \
       python3 experiments/sweep.py --flagfile="$flagfile" --root="$root" \
         --dataset="cifar10_batches:$cifar_dir" --vgg_weights=none \
         --launcher=subprocess --noplot --verbose=0 "$@" \
