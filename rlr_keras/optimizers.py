@@ -51,6 +51,32 @@ from rlr_keras.random_factor import resolve_seed  # noqa: F401
 __all__ = ["RandomLRSGD"]
 
 
+def _check_sgd_arguments(learning_rate, delta, momentum, nesterov,
+                         coupled_weight_decay):
+    """Returns `RandomLRSGD`'s own arguments checked, without building it.
+
+    The checks of `RandomLRSGD.__init__`, for callers that validate a
+    configuration before any Keras object (or TensorFlow's runtime) exists.
+
+    Raises:
+        TypeError, ValueError: as `RandomLRSGD` does.
+    """
+    learning_rate = _validation.validate_learning_rate(learning_rate)
+    delta = _random_factor.validate_delta(delta)
+    momentum = _validation.check_range(
+        "momentum", momentum, 0.0, 1.0, high_open=True
+    )
+    nesterov = _validation.check_bool("nesterov", nesterov)
+    if nesterov and momentum == 0.0:
+        raise ValueError(
+            "nesterov=True requires momentum in (0, 1), got momentum=0.0"
+        )
+    coupled_weight_decay = _validation.check_float32(
+        "coupled_weight_decay", coupled_weight_decay, 0.0
+    )
+    return learning_rate, delta, momentum, nesterov, coupled_weight_decay
+
+
 @keras.saving.register_keras_serializable(package="rlr_keras")
 class RandomLRSGD(keras.optimizers.Optimizer):
     """Stochastic gradient descent with a random learning rate.
@@ -146,19 +172,9 @@ class RandomLRSGD(keras.optimizers.Optimizer):
         name: str = "random_lr_sgd",
         **kwargs: Any,
     ) -> None:
-        learning_rate = _validation.validate_learning_rate(learning_rate)
-        delta = _random_factor.validate_delta(delta)
-        momentum = _validation.check_range(
-            "momentum", momentum, 0.0, 1.0, high_open=True
-        )
-        nesterov = _validation.check_bool("nesterov", nesterov)
-        if nesterov and momentum == 0.0:
-            raise ValueError(
-                "nesterov=True requires momentum in (0, 1), got momentum=0.0"
-            )
-        coupled_weight_decay = _validation.check_float32(
-            "coupled_weight_decay", coupled_weight_decay, 0.0
-        )
+        learning_rate, delta, momentum, nesterov, coupled_weight_decay = (
+            _check_sgd_arguments(learning_rate, delta, momentum, nesterov,
+                                 coupled_weight_decay))
         super().__init__(
             learning_rate=learning_rate,
             name=name,

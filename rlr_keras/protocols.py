@@ -14,9 +14,10 @@ import keras
 from rlr_keras import _validation
 from rlr_keras import callbacks as _callbacks
 from rlr_keras import optimizers as _optimizers
+from rlr_keras import random_factor as _random_factor
 from rlr_keras import schedules as _schedules
 
-__all__ = ["PROTOCOLS", "Protocol", "build"]
+__all__ = ["PROTOCOLS", "Protocol", "build", "check_arguments"]
 
 PROTOCOLS = ("constant", "random", "cyclic")
 
@@ -34,6 +35,75 @@ class Protocol(NamedTuple):
 
     optimizer: keras.optimizers.Optimizer
     callbacks: list[keras.callbacks.Callback]
+
+
+def check_arguments(
+    protocol: str,
+    *,
+    learning_rate: float,
+    delta: float | None = None,
+    period: float | None = None,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    coupled_weight_decay: float = 0.0,
+    seed: int | None = None,
+) -> tuple[float, float | None, float | None]:
+    """Checks the arguments of `build` without building anything.
+
+    The same checks as `build` (its own and `RandomLRSGD`'s), with no Keras
+    object created: a sweep checks every point of its grid this way before
+    the first run starts (and before TensorFlow's runtime does).
+
+    Args:
+        protocol, learning_rate, delta, period, momentum, nesterov,
+        coupled_weight_decay, seed: as in `build`.
+
+    Returns:
+        `(learning_rate, delta, period)` as `build` uses them (`delta`
+        resolved to its default for `"random"`).
+
+    Raises:
+        TypeError, ValueError: as `build` does.
+    """
+    _validation.check_choice("protocol", protocol, PROTOCOLS)
+    learning_rate = _validation.check_float32("learning_rate", learning_rate,
+                                              0.0)
+    if protocol == "random":
+        if delta is None:
+            delta = _DEFAULT_RANDOM_DELTA
+        delta = _validation.check_range(
+            "delta", delta, 0.0, 1.0, low_open=True
+        )
+    elif delta is not None:
+        delta = _validation.check_range("delta", delta, 0.0, 1.0)
+        if delta != 0.0:
+            raise ValueError(
+                f"delta must be 0 (or None) for the {protocol!r} protocol, got "
+                f"{delta!r}; a random factor is the 'random' protocol"
+            )
+    if protocol == "cyclic":
+        if period is None:
+            raise ValueError(
+                "period is required for the 'cyclic' protocol, got None"
+            )
+        period = _validation.check_range("period", period, 0.0, low_open=True)
+    elif period is not None:
+        raise ValueError(
+            f"period must be None for the {protocol!r} protocol, got "
+            f"{period!r}; "
+            "only the 'cyclic' protocol has a period"
+        )
+
+    initial_learning_rate = learning_rate
+    if protocol == "cyclic":
+        initial_learning_rate = _schedules.cyclic_cosine(
+            learning_rate, period, 0)
+    _optimizers._check_sgd_arguments(  # pylint: disable=protected-access
+        initial_learning_rate, delta or 0.0, momentum, nesterov,
+        coupled_weight_decay)
+    if seed is not None:
+        _random_factor.validate_seed(seed)
+    return learning_rate, delta, period
 
 
 def build(
@@ -108,35 +178,10 @@ def build(
         D. Musso, "Stochastic gradient descent with random learning rate",
         arXiv:2003.06926, 2020.
     """
-    _validation.check_choice("protocol", protocol, PROTOCOLS)
-    learning_rate = _validation.check_float32("learning_rate", learning_rate,
-                                              0.0)
-    if protocol == "random":
-        if delta is None:
-            delta = _DEFAULT_RANDOM_DELTA
-        delta = _validation.check_range(
-            "delta", delta, 0.0, 1.0, low_open=True
-        )
-    elif delta is not None:
-        delta = _validation.check_range("delta", delta, 0.0, 1.0)
-        if delta != 0.0:
-            raise ValueError(
-                f"delta must be 0 (or None) for the {protocol!r} protocol, got "
-                f"{delta!r}; a random factor is the 'random' protocol"
-            )
-    if protocol == "cyclic":
-        if period is None:
-            raise ValueError(
-                "period is required for the 'cyclic' protocol, got None"
-            )
-        period = _validation.check_range("period", period, 0.0, low_open=True)
-    elif period is not None:
-        raise ValueError(
-            f"period must be None for the {protocol!r} protocol, got "
-            f"{period!r}; "
-            "only the 'cyclic' protocol has a period"
-        )
-
+    learning_rate, delta, period = check_arguments(
+        protocol, learning_rate=learning_rate, delta=delta, period=period,
+        momentum=momentum, nesterov=nesterov,
+        coupled_weight_decay=coupled_weight_decay, seed=seed)
     callbacks = []
     initial_learning_rate = learning_rate
     if protocol == "cyclic":
