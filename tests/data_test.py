@@ -7,6 +7,7 @@ pickles); TFDS runs under `tfds.testing.mock_data` (TensorFlow backend only).
 import collections
 import os
 import pickle
+import re
 import struct
 import subprocess
 import sys
@@ -243,6 +244,26 @@ def test_cifar10_batches_errors_name_the_file(tmp_path):
                          b"labels": labels}, f)
         with pytest.raises(ValueError, match=message):
             data.load_dataset(f"cifar10_batches:{tmp_path}")
+
+
+@pytest.mark.backend_independent
+def test_cifar10_batch_with_no_images_names_the_file_and_split(tmp_path):
+    for name, split in [("test_batch", "test"), ("data_batch_3", "train")]:
+        write_cifar_folder(tmp_path)
+        with open(tmp_path / name, "wb") as f:
+            pickle.dump({b"data": np.zeros((0, 3072), np.uint8),
+                         b"labels": []}, f)
+        with pytest.raises(ValueError, match=(
+                re.escape(f"{tmp_path / name} ({split} split) holds 0 "
+                          "images"))):
+            data.load_dataset(f"cifar10_batches:{tmp_path}")
+
+
+@pytest.mark.backend_independent
+def test_resize_that_cannot_fit_in_memory_is_refused_up_front():
+    with pytest.raises(ValueError, match=r"image_size=100000,100000 cannot "
+                       r"fit: resizing 1437 images needs about .* GiB"):
+        data.load_dataset("digits", image_size=(100000, 100000))
 
 
 def test_cifar10_batches_read_xz_files_like_plain_ones(tmp_path):

@@ -530,8 +530,16 @@ def _load_cifar10_batches(folder):
                 "needs data_batch_1 ... data_batch_5 and test_batch (the "
                 "python version), each optionally .xz")
         paths.append(path)
-    train = [read_cifar10_batch(path) for path in paths[:-1]]
-    test_images, test_labels = read_cifar10_batch(paths[-1])
+    batches = []
+    for index, path in enumerate(paths):
+        batch = read_cifar10_batch(path)
+        if not len(batch[0]):  # An empty split fails later, far from here.
+            split = "test" if index == len(paths) - 1 else "train"
+            raise ValueError(
+                f"CIFAR-10 batch file {path} ({split} split) holds 0 images; "
+                "each batch file needs at least one")
+        batches.append(batch)
+    train, (test_images, test_labels) = batches[:-1], batches[-1]
     return (np.concatenate([b[0] for b in train]),
             np.concatenate([b[1] for b in train]),
             test_images, test_labels, _readers.CIFAR_CLASSES)
@@ -598,12 +606,39 @@ def _check_image_size(image_size):
         "image_size", image_size, 2, "(height, width)", none_allowed=True)
 
 
+def _physical_memory():
+    """The machine's memory in bytes, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _check_fits_in_memory(images, size):
+    """Refuses a resize whose float32 work arrays exceed the memory.
+
+    At the peak the resize holds about three float32 copies of the result;
+    without this check a size such as (100000, 100000) fails with a
+    MemoryError (or the OOM killer) minutes later.
+    """
+    memory = _physical_memory()
+    needed = 3 * 4 * len(images) * size[0] * size[1] * int(
+        np.prod(images.shape[3:]))
+    if memory is not None and needed > memory:
+        raise ValueError(
+            f"image_size={size[0]},{size[1]} cannot fit: resizing "
+            f"{len(images)} images needs about {needed / 2**30:.3g} GiB, "
+            f"more than this machine's {memory / 2**30:.3g} GiB of memory; "
+            "use a smaller image_size")
+
+
 def _resize(images, size):
     """Bilinear resize of (N, H, W, C) images, rounded back to uint8.
 
     Half-pixel centers without antialiasing, the `tf.image.resize(...,
     "bilinear")` convention, in NumPy so that it needs no backend.
     """
+    _check_fits_in_memory(images, size)
     resized = np.asarray(images, np.float32)
     # Width first, then height, each as a + (b - a) w: TensorFlow's order.
     for axis, new in ((2, size[1]), (1, size[0])):
