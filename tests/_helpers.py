@@ -170,3 +170,19 @@ def write_cifar_folder(folder, per_batch=3, *, xz=False):
             (folder / name).write_bytes(raw)
         batches[name] = batch
     return batches
+
+
+def snapshot(folder):
+    """{relative path: bytes} of everything under `folder` (None: absent)."""
+    if not os.path.exists(folder):
+        return None
+    if os.path.isfile(folder):
+        with open(folder, "rb") as f:
+            return f.read()
+    files = {}
+    for root, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, folder)] = f.read()
+    return files

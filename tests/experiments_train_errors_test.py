@@ -6,6 +6,7 @@ TensorFlow's start-up noise is filtered out.
 """
 
 import dataclasses
+import errno
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import time
 
 import keras
 import pytest
+from _helpers import snapshot as _snapshot
 from absl import flags
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,22 +35,6 @@ _ENVIRONMENT = {k: v for k, v in os.environ.items()
                 if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_CONFIG")}
 _ENVIRONMENT["PYTHONPATH"] = _REPO
 _TINY = ["--dataset=digits", "--epochs=1", "--batch_size=64", "--verbose=0"]
-
-
-def _snapshot(folder):
-    """{relative path: bytes} of everything under `folder` (None: absent)."""
-    if not os.path.exists(folder):
-        return None
-    if os.path.isfile(folder):
-        with open(folder, "rb") as f:
-            return f.read()
-    files = {}
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                files[os.path.relpath(path, folder)] = f.read()
-    return files
 
 
 def _train_py(argv, timeout=180, **kwargs):
@@ -271,3 +257,106 @@ def test_successful_run_prints_no_start_up_noise(tmp_path):
     assert _rundir.read_status(output_dir) == "done"
     with open(os.path.join(output_dir, "config.json")) as f:
         assert json.load(f)["arguments"]["output_dir"] == output_dir
+
+
+# Reliability: faults and values that used to end in tracebacks (issue 24).
+
+
+def _one_line(capsys, prefix="train.py: error: "):
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.count("\n") == 1, err
+    assert err.startswith(prefix), err
+    return err
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["--epochs=99999999999999999999"],
+     ["--epochs must be an integer in [1, 2147483647]",
+      "99999999999999999999"]),
+    (["--batch_size=3000000000"], ["--batch_size", "3000000000"]),
+    (["--image_size=100000,100000"], ["--image_size=100000,100000",
+                                      "cannot fit", "GiB"]),
+])
+def test_out_of_range_values_are_one_line_before_anything_is_written(
+        tmp_path, capsys, parsed_flags, argv, fragments):
+    output_dir = str(tmp_path / "run")
+    parsed_flags(["--dataset=digits", "--verbose=0",
+                  f"--output_dir={output_dir}"] + argv)
+    assert train_command.main(["train.py"]) == 2
+    err = _one_line(capsys)
+    for fragment in fragments:
+        assert fragment in err
+    assert not os.path.exists(output_dir)
+
+
+def test_output_path_longer_than_the_os_allows_is_one_line(
+        tmp_path, capsys, parsed_flags):
+    for output_dir, fragment in [
+            (str(tmp_path / ("a" * 300) / "run"), "300 bytes long"),
+            (str(tmp_path / "/".join(["b" * 200] * 25)), "the path is")]:
+        parsed_flags(["--verbose=0", f"--output_dir={output_dir}"])
+        assert train_command.main(["train.py"]) == 2
+        assert fragment in _one_line(capsys)
+    assert os.listdir(tmp_path) == []
+
+
+def test_unexpected_positional_argument_is_one_line(capsys, parsed_flags):
+    parsed_flags(["--output_dir=unused"])
+    assert train_command.main(["train.py", "extra"]) == 2
+    assert "unexpected arguments ['extra']" in _one_line(capsys)
+
+
+def test_flagfile_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    path = tmp_path / "bad.cfg"
+    path.write_bytes(b"--epochs=1\n\xff\xfe\n")
+    try:
+        with pytest.raises(SystemExit) as raised:
+            train_command._parse_flags(  # pylint: disable=protected-access
+                ["train.py", f"--flagfile={path}"])
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert raised.value.code == 2
+    err = _one_line(capsys)
+    assert f"--flagfile={path}: not a UTF-8 text file" in err
+
+
+def test_disk_full_and_damaged_metrics_end_failed_with_one_line(
+        tmp_path, capsys, parsed_flags, monkeypatch):
+    output_dir = str(tmp_path / "run")
+    metrics = os.path.join(output_dir, "metrics.jsonl")
+    write_jsonl = _rundir.write_jsonl
+
+    def full_after_one_epoch(path, rows):
+        if len(rows) > 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        write_jsonl(path, rows)
+
+    monkeypatch.setattr(_rundir, "write_jsonl", full_after_one_epoch)
+    argv = ["--dataset=digits", "--epochs=2", "--batch_size=256",
+            "--backup_every_s=0", "--noevaluate_train", "--verbose=0",
+            f"--output_dir={output_dir}"]
+    parsed_flags(argv)
+    assert train_command.main(["train.py"]) == 1
+    err = _one_line(capsys)
+    assert "No space left on device" in err and metrics in err
+    status = _rundir.read_json(os.path.join(output_dir, "status.json"))
+    assert status["status"] == "failed"
+    assert "No space left on device" in status["error"]
+    monkeypatch.undo()
+
+    # The backup holds epoch 1: a metrics file without it cannot resume.
+    for text, fragments in [(None, [metrics, "holds 0 of the 1 epochs"]),
+                            ('{"epoch": 1, "test', [metrics, "line 1",
+                                                    "not valid JSON"])]:
+        if text is None:
+            os.remove(metrics)
+        else:
+            with open(metrics, "w", encoding="utf-8") as f:
+                f.write(text)
+        parsed_flags(argv)
+        assert train_command.main(["train.py"]) == 2
+        err = _one_line(capsys)
+        for fragment in fragments:
+            assert fragment in err
+        assert _rundir.read_status(output_dir) == "failed"

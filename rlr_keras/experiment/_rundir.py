@@ -136,12 +136,30 @@ def read_json(path, default=None):
 
 
 def read_jsonl(path):
-    """Returns the list of objects in a JSON-lines file ([] if missing)."""
+    """Returns the list of objects in a JSON-lines file ([] if missing).
+
+    Raises:
+        ValueError: if a line is not JSON (the message names the file and
+            the line).
+    """
+    rows = []
     try:
         with open(path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
+            for number, line in enumerate(f, 1):
+                if line.strip():
+                    rows.append(json.loads(line))
     except FileNotFoundError:
         return []
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path} is not UTF-8 ({error}); restore or delete that file"
+        ) from None
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{path}: line {number} is not valid JSON ({error}); this tool "
+            "writes it atomically, so something else changed it: restore "
+            "or delete that file") from None
+    return rows
 
 
 def _now():

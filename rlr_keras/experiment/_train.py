@@ -155,19 +155,22 @@ def one_line(error):
     return " ".join(str(error).split())
 
 
-def _check_output_dir(output_dir):
-    """Raises ValueError unless `output_dir` can be (or is) a run folder."""
-    if not output_dir:
-        raise ValueError(f"--output_dir must name a folder, got "
-                         f"{output_dir!r}")
-    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise ValueError(f"--output_dir={output_dir} is a file, not a folder")
-    existing = os.path.abspath(output_dir)
+def check_folder(flag, folder):
+    """Raises ValueError unless `folder` can be (or is) a folder we write.
+
+    `flag` names it in the message (`output_dir`, `root`).
+    """
+    if not folder:
+        raise ValueError(f"--{flag} must name a folder, got {folder!r}")
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"--{flag}={folder} is a file, not a folder")
+    existing = os.path.abspath(folder)
     while not os.path.isdir(existing):
         existing = os.path.dirname(existing)
         if os.path.exists(existing) and not os.path.isdir(existing):
-            raise ValueError(f"--output_dir={output_dir}: {existing} is a "
+            raise ValueError(f"--{flag}={folder}: {existing} is a "
                              "file, not a folder")
+    _check_path_length(flag, folder, existing)
     try:  # os.access says yes to root on a read-only file system.
         with open(os.path.join(existing, f".write-test-{os.getpid()}"),
                   "w", encoding="utf-8"):
@@ -175,8 +178,34 @@ def _check_output_dir(output_dir):
         os.remove(os.path.join(existing, f".write-test-{os.getpid()}"))
     except OSError as error:
         raise ValueError(
-            f"--output_dir={output_dir}: cannot write in {existing} "
+            f"--{flag}={folder}: cannot write in {existing} "
             f"({error.strerror})") from None
+
+
+# Room below a folder for the names written in it (temporary files,
+# backup/..., tensorboard/validation/events.out.tfevents.<time>.<host>...).
+_NAMES_BELOW = 192
+
+
+def _check_path_length(flag, folder, existing):
+    """Raises ValueError if the OS cannot hold `folder` (ENAMETOOLONG)."""
+    try:
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+        path_max = os.pathconf(existing, "PC_PATH_MAX")
+    except (AttributeError, OSError, ValueError):  # Not POSIX.
+        return
+    path = os.path.abspath(folder)
+    longest = max(len(os.fsencode(part)) for part in path.split(os.sep))
+    if longest > name_max:
+        raise ValueError(
+            f"--{flag}={folder}: a name in the path is {longest} bytes long, "
+            f"beyond the file system's limit of {name_max}; use a shorter "
+            "name")
+    if len(os.fsencode(path)) + _NAMES_BELOW >= path_max:
+        raise ValueError(
+            f"--{flag}={folder}: the path is {len(os.fsencode(path))} bytes "
+            f"long; the files below it must stay under the system's limit of "
+            f"{path_max}: use a shorter path")
 
 
 def parse_image_size(text):
@@ -301,20 +330,38 @@ def _source():
     return {"commit": commit, "dirty": dirty}
 
 
-def _check_same_arguments(run_dir, arguments):
-    """Raises ValueError if `run_dir` holds a run with other arguments."""
-    previous = _rundir.read_json(os.path.join(run_dir, _rundir.CONFIG_FILE))
+def argument_changes(run_dir, arguments):
+    """How `arguments` differ from those of the run in `run_dir`.
+
+    Returns a list of `--name: old there, new now` strings, one per
+    identifying argument that differs (empty if none, or if `run_dir` holds
+    no run).
+
+    Raises:
+        ValueError: if the run's config.json is damaged (naming it).
+    """
+    path = os.path.join(run_dir, _rundir.CONFIG_FILE)
+    previous = _rundir.read_json(path)
     if previous is None:
-        return
-    old = previous.get("arguments", {})
+        return []
+    old = previous.get("arguments") if isinstance(previous, dict) else None
+    if not isinstance(old, dict):
+        raise ValueError(  # noqa: TRY004  # A damaged file, as read_json.
+            f"{path} has no arguments object; this tool writes it "
+            "atomically, so something else changed it: restore or delete "
+            "that file")
     different = sorted(
         name for name in set(old) | set(arguments)
         if name not in _NOT_IDENTIFYING
         and old.get(name) != arguments.get(name))
-    if different:
-        changes = ", ".join(
-            f"--{n}: {old.get(n)!r} there, {arguments.get(n)!r} now"
-            for n in different)
+    return [f"--{n}: {old.get(n)!r} there, {arguments.get(n)!r} now"
+            for n in different]
+
+
+def _check_same_arguments(run_dir, arguments):
+    """Raises ValueError if `run_dir` holds a run with other arguments."""
+    changes = ", ".join(argument_changes(run_dir, arguments))
+    if changes:
         raise ValueError(
             f"--output_dir={run_dir} holds a run with other arguments "
             f"({changes}); use another --output_dir or delete that folder")
@@ -450,6 +497,24 @@ def _resume_epoch(backup_dir, steps_per_epoch):
     return 0
 
 
+def _check_metrics(output_dir, backup_dir, initial_epoch):
+    """Refuses a resume whose metrics.jsonl lost epochs the backup holds.
+
+    Their metrics cannot be measured again from the backup (it holds only
+    the last epoch's state): the user restores the file, or starts over.
+    """
+    path = os.path.join(output_dir, _rundir.METRICS_FILE)
+    recorded = len([row for row in _rundir.read_jsonl(path)
+                    if isinstance(row, dict)
+                    and isinstance(row.get("epoch"), int)
+                    and row["epoch"] <= initial_epoch])
+    if recorded < initial_epoch:
+        raise _rundir.UserError(
+            f"{path} holds {recorded} of the {initial_epoch} epochs that the "
+            f"backup resumes after (it was deleted or cut short); restore "
+            f"it, or delete {backup_dir} to train from the start")
+
+
 # Summary ---------------------------------------------------------------------
 
 
@@ -560,10 +625,39 @@ def _import_frameworks(config):
             import tensorflow  # noqa: F401  # pylint: disable=all
 
 
-def _validate(config):
-    """The script's checks that need no framework; returns the resolved
-    config (the run folder as a str, the default --vgg_weights)."""
-    _check_output_dir(config.output_dir)
+# The integer arguments and their ranges (None: unbounded below). A count
+# must fit the int32 counters of Keras' loops and progress bar; a value
+# beyond reached TensorBoard's int64 fields and failed after the folder was
+# claimed.
+INT32_MAX = 2**31 - 1
+_INTEGER_RANGES = {"batch_size": 1, "epochs": 1, "temperature_probe": 0,
+                   "temperature_every": 1, "alpha_log_steps": 1,
+                   "verbose": 0}
+
+
+def _check_integers(config):
+    for name, low in _INTEGER_RANGES.items():
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"--{name} must be an integer, got {value!r}")
+        high = 2 if name == "verbose" else INT32_MAX
+        if not low <= value <= high:
+            raise ValueError(f"--{name} must be an integer in [{low}, "
+                             f"{high}], got {value}")
+
+
+def check_arguments(config):
+    """Checks `config` by train.py's rules that need neither data nor a run
+    folder: its integer ranges, flags and protocol (the library's checks).
+
+    A sweep calls it on every point of its grid before the first run.
+
+    Raises:
+        ValueError, TypeError: naming the argument.
+    """
+    from rlr_keras import protocols  # pylint: disable=g-import-not-at-top
+
+    _check_integers(config)
     parse_image_size(config.image_size)
     backup_every_s = config.backup_every_s
     if (isinstance(backup_every_s, bool)
@@ -574,9 +668,32 @@ def _validate(config):
     spe = config.steps_per_execution
     if spe is not None and (isinstance(spe, bool)
                             or not isinstance(spe, numbers.Integral)
-                            or spe < 1):
-        raise ValueError(f"--steps_per_execution must be an integer >= 1 "
-                         f"or None (the default), got {spe!r}")
+                            or not 1 <= spe <= INT32_MAX):
+        raise ValueError(f"--steps_per_execution must be an integer in "
+                         f"[1, {INT32_MAX}] or None (the default), got "
+                         f"{spe!r}")
+    # The flag's choices are the library's list; `run` takes any string.
+    if config.protocol not in protocols.PROTOCOLS:
+        raise ValueError(f"--protocol must be one of "
+                         f"{', '.join(protocols.PROTOCOLS)}, got "
+                         f"{config.protocol!r}")
+    protocols.check_arguments(
+        config.protocol, learning_rate=config.learning_rate,
+        delta=config.delta, period=config.period, momentum=config.momentum,
+        nesterov=_nesterov(config), coupled_weight_decay=config.weight_decay,
+        seed=config.seed)
+
+
+def _validate(config):
+    """The script's checks that need no framework; returns the resolved
+    config (the run folder as a str, the default --vgg_weights)."""
+    check_arguments(config)
+    check_folder("output_dir", config.output_dir)
+    return resolved(config)
+
+
+def resolved(config):
+    """`config` with the run folder as a str and the default vgg_weights."""
     vgg_weights = config.vgg_weights
     if vgg_weights is None:
         vgg_weights = "imagenet" if config.model == "vgg16" else "none"
@@ -679,12 +796,8 @@ def _build(config, strategy):
 
     from rlr_keras.experiment import _distribution  # pylint: disable=all
 
-    # The flag's choices are the library's list; `run` takes any string.
-    # (build_model checks the model: a name, a spec or a callable.)
-    if config.protocol not in protocols.PROTOCOLS:
-        raise ValueError(f"--protocol must be one of "
-                         f"{', '.join(protocols.PROTOCOLS)}, got "
-                         f"{config.protocol!r}")
+    # (check_arguments checked the protocol; build_model checks the model:
+    # a name, a spec or a callable.)
     nesterov = _nesterov(config)
     temperature_over_d = rlr_keras.effective_temperature(
         config.learning_rate, config.batch_size, config.momentum)
@@ -771,6 +884,7 @@ def _train_in_folder(config, arguments, setup, strategy):
     backup_dir = _distribution.backup_dir(run_dir, strategy)
     try:
         initial_epoch = _resume_epoch(backup_dir, setup.steps)
+        _check_metrics(output_dir, backup_dir, initial_epoch)
         if initial_epoch:
             logging.info("Resuming %s after epoch %d.", output_dir,
                          initial_epoch)
@@ -791,8 +905,12 @@ def _train_in_folder(config, arguments, setup, strategy):
                            summary)
         _rundir.write_status(output_dir, _rundir.DONE)
     except BaseException as error:  # Record why, whatever it is; re-raise.
-        _rundir.write_status(output_dir, _rundir.FAILED,
-                             error=f"{type(error).__name__}: {error}")
+        try:
+            _rundir.write_status(output_dir, _rundir.FAILED,
+                                 error=f"{type(error).__name__}: {error}")
+        except OSError as status_error:  # A full disk: the error stays.
+            logging.error("Could not record the status failed in %s: %s",
+                          output_dir, status_error)
         if chief:
             try:
                 _rundir.write_hparams_session_end(log_dir, success=False)

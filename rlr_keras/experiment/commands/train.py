@@ -196,7 +196,9 @@ def config_from_flags(flag_values=flags.FLAGS):
 def main(argv):
     """The command: trains the run that the flags describe."""
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        print(f"train.py: error: unexpected arguments {argv[1:]}; every "
+              "option is a --flag", file=sys.stderr)
+        return 2
     config = config_from_flags()
     logging.set_verbosity(logging.WARNING if config.verbose == 0
                           else logging.INFO)
@@ -210,6 +212,10 @@ def main(argv):
     except FloatingPointError as error:
         print(f"train.py: {_train.one_line(error)}", file=sys.stderr)
         return 1
+    except OSError as error:  # A full disk, an I/O error: not the flags.
+        print(f"train.py: error: {_train.one_line(error)}; the run's status "
+              "is failed, rerun the same command to resume", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as error:
         print(f"train.py: {_train.one_line(error) or 'interrupted'}; the "
               "run's status is failed, rerun the same command to resume",
@@ -218,10 +224,28 @@ def main(argv):
     return 0
 
 
+def flagfile_error(argv, error):
+    """One line for a --flagfile that is not UTF-8, naming the file(s)."""
+    names = [arg.split("=", 1)[1] for arg in argv[1:]
+             if arg.startswith(("--flagfile=", "-flagfile="))]
+    return (f"--flagfile={','.join(names) or '?'}: not a UTF-8 text file "
+            f"({_train.one_line(error)})")
+
+
+def _parse_flags(argv):
+    """absl's flag parsing, with a flagfile that is not text as one line."""
+    try:
+        return flags.FLAGS(argv)
+    except UnicodeDecodeError as error:
+        print(f"train.py: error: {flagfile_error(argv, error)}",
+              file=sys.stderr)
+        sys.exit(2)
+
+
 def run_main():
     """The console script `rlr-train`."""
     flags.mark_flag_as_required("output_dir")
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":
