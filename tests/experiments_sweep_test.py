@@ -13,6 +13,7 @@ from absl import flags
 from rlr_keras.experiment import _rundir
 from _helpers import REPO as _REPO
 from _helpers import alive as _alive
+from _helpers import snapshot
 from _helpers import wait_gone
 from rlr_keras.experiment import _report
 from rlr_keras.experiment import _sweep as sweep
@@ -390,3 +391,129 @@ def test_train_child_dies_with_the_sweep(tmp_path, signum):
         for child in children:
             if _alive(child):
                 os.kill(child, signal.SIGKILL)
+
+
+# ---------------------------------------------------------------------------
+# Reliability (issue 24): refusals before anything runs, signals.
+
+
+@pytest.mark.backend_independent
+def test_rerun_with_another_common_flag_is_refused_before_anything(tmp_path):
+    root = str(tmp_path / "sweep")
+    common = {"protocols": ["constant"], "seeds": [0], "make_plots": False}
+    result = sweep.run(root=root, base_arguments=_base_arguments(epochs=1),
+                       **common)
+    assert result["done"] == ["constant_seed=0"]
+    before = snapshot(root)
+    for overrides, message in [
+            ({"epochs": 2}, "--epochs: 1 there, 2 now"),
+            ({"epochs": 1, "momentum": 0.5},
+             "--momentum: 0.9 there, 0.5 now")]:
+        with pytest.raises(ValueError, match=message) as raised:
+            sweep.run(root=root, base_arguments=_base_arguments(**overrides),
+                      **common)
+        assert f"--root={root} holds runs made with other arguments" in str(
+            raised.value)
+        assert "constant_seed=0" in str(raised.value)
+        assert snapshot(root) == before  # sweep.json and the log unchanged.
+    # The same flags: the run counts as done.
+    result = sweep.run(root=root, base_arguments=_base_arguments(epochs=1),
+                       **common)
+    assert result["skipped"] == ["constant_seed=0"]
+
+
+@pytest.mark.backend_independent
+@pytest.mark.parametrize("kwargs, message", [
+    ({"grid": [("learning_rate", [0.01, -1.0, 0.02])]},
+     (r"--learning_rate must be in \[0, inf\), got -1.0 \(run "
+      r"constant_learning_rate=-1_seed=0\)")),
+    ({"protocols": ["cyclic"], "periods": [6.0, float("inf")]},
+     r"--period must be finite, got inf \(run cyclic_period=inf_seed=0\)"),
+    ({"grid": [("epochs", [1, 10**20])]},
+     r"--epochs must be an integer in \[1, 2147483647\], got 10{20}"),
+])
+def test_grid_values_are_checked_by_train_rules_before_anything(
+        tmp_path, monkeypatch, kwargs, message):
+    started = []
+    monkeypatch.setattr(sweep._train, "run",
+                        lambda **arguments: started.append(arguments))
+    root = str(tmp_path / "sweep")
+    kwargs = {"protocols": ["constant"], "seeds": [0], **kwargs}
+    with pytest.raises(ValueError, match=message):
+        sweep.run(root=root, base_arguments=_base_arguments(),
+                  make_plots=False, **kwargs)
+    assert not started and not os.path.exists(root)
+
+
+@pytest.mark.backend_independent
+def test_root_that_is_a_file_or_empty_is_one_line(tmp_path, capsys,
+                                                   monkeypatch):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for root, message in [(str(a_file), f"--root={a_file} is a file"),
+                          ("", "--root must name a folder, got ''")]:
+        with pytest.raises(ValueError, match=message):
+            sweep.run(root=root, base_arguments=_base_arguments(),
+                      protocols=["constant"], seeds=[0], make_plots=False)
+    # On the command line: one line, exit status 2.
+    monkeypatch.chdir(tmp_path)
+    flags.FLAGS(["sweep.py", "--root=", "--protocols=constant", "--seeds=0",
+                 "--noplot"])
+    try:
+        with pytest.raises(SystemExit) as raised:
+            sweep_command.main(["sweep.py"])
+    finally:
+        flags.FLAGS.unparse_flags()
+    assert raised.value.code == 2
+    assert capsys.readouterr().err == (
+        "sweep.py: error: --root must name a folder, got ''\n")
+    assert sorted(os.listdir(tmp_path)) == ["a_file"]
+
+
+@pytest.mark.backend_independent
+def test_sigterm_to_an_in_process_sweep_records_failed_and_sweep_end(
+        tmp_path, capsys, monkeypatch):
+    from rlr_keras.experiment import _train  # pylint: disable=g-import-not-at-top
+
+    def terminated(**arguments):
+        os.kill(os.getpid(), signal.SIGTERM)  # The handler raises here.
+        time.sleep(10)  # Not reached.
+
+    monkeypatch.setattr(sweep._train, "run", terminated)
+    root = str(tmp_path / "sweep")
+    previous = signal.getsignal(signal.SIGTERM)
+    flags.FLAGS(["sweep.py", f"--root={root}", "--protocols=constant",
+                 "--seeds=0,1", "--noplot"])
+    try:
+        with pytest.raises(SystemExit) as raised:
+            sweep_command.main(["sweep.py"])
+    finally:
+        flags.FLAGS.unparse_flags()
+        signal.signal(signal.SIGTERM, previous)
+    assert raised.value.code == 128 + signal.SIGTERM
+    assert "terminated by signal 15" in capsys.readouterr().err
+    events = sweep.read_log(root)
+    assert [e["event"] for e in events] == ["sweep_start", "start", "failed",
+                                            "sweep_end"]
+    assert events[2]["run"] == "constant_seed=0"
+    assert events[2]["error"].startswith(_train.Terminated.__name__)
+    assert "SIGTERM" in events[3]["interrupted"]
+
+
+@pytest.mark.backend_independent
+def test_subprocess_launcher_records_why_train_refused_a_run(
+        tmp_path, monkeypatch, capfd):
+    # A stand-in for train.py that refuses its flags as train.py does.
+    refusal = "train.py: error: --learning_rate must be in [0, inf), got -1.0"
+    monkeypatch.setattr(sweep, "_train_command", lambda arguments: [
+        sys.executable, "-c",
+        f"import sys; sys.stderr.write({refusal!r} + '\\n'); sys.exit(2)"])
+    root = str(tmp_path / "sweep")
+    result = sweep.run(root=root, base_arguments=_base_arguments(),
+                       protocols=["constant"], seeds=[0],
+                       launcher="subprocess", make_plots=False)
+    reason = "--learning_rate must be in [0, inf), got -1.0"
+    assert result["failed"] == {"constant_seed=0": f"RuntimeError: {reason}"}
+    (failed,) = [e for e in sweep.read_log(root) if e["event"] == "failed"]
+    assert failed["error"] == f"RuntimeError: {reason}"
+    assert refusal in capfd.readouterr().err  # Still shown as it came.

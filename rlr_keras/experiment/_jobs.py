@@ -27,6 +27,7 @@ import dataclasses
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -169,15 +170,47 @@ def plan(jobs, *, gpus, runs_per_gpu=1, cores=None):
     return slots
 
 
+# How much of a relayed child's stderr is kept for its caller.
+_TAIL_BYTES = 65536
+
+
+class _Relay(threading.Thread):
+    """Copies a child's stderr to ours as it comes, keeping its tail."""
+
+    def __init__(self, stream):
+        super().__init__(daemon=True)
+        self.stream = stream
+        self.tail = b""
+
+    def run(self):
+        target = getattr(sys.stderr, "buffer", None)
+        while chunk := os.read(self.stream.fileno(), 65536):
+            self.tail = (self.tail + chunk)[-_TAIL_BYTES:]
+            try:
+                if target is not None:
+                    target.write(chunk)
+                else:
+                    sys.stderr.write(chunk.decode("utf-8", "replace"))
+                sys.stderr.flush()
+            except (OSError, ValueError):  # Our stderr is closed: keep on.
+                pass
+        self.stream.close()
+
+    def lines(self):
+        self.join(timeout=5.0)
+        return self.tail.decode("utf-8", "replace").splitlines()
+
+
 @dataclasses.dataclass
 class _Child:
     process: subprocess.Popen
     slot: int
     log: object
     start: float
+    relay: object = None
 
 
-def run_processes(tasks, slots, *, on_start, on_end):
+def run_processes(tasks, slots, *, on_start, on_end, relay=False):
     """Runs `tasks` as child processes, `len(slots)` at a time.
 
     Args:
@@ -189,7 +222,12 @@ def run_processes(tasks, slots, *, on_start, on_end):
             child starts (in_flight: the other children running).
         on_end: called as `on_end(name, pid, returncode, seconds, running)`
             when a child ends; running: the seconds each child still in
-            flight has run.
+            flight has run. With `relay`, also `stderr_lines=`: the last
+            lines (up to 64 KiB) that a child without log_path wrote to
+            stderr.
+        relay: bool, whether the stderr of a child without log_path passes
+            through this process (copied as it comes), so that `on_end`
+            can read why it failed.
 
     Raises:
         KeyboardInterrupt: after a SIGINT, once every child has ended.
@@ -223,11 +261,17 @@ def run_processes(tasks, slots, *, on_start, on_end):
                                 exist_ok=True)
                     log = open(log_path, "ab")  # noqa: SIM115
                 preexec = die_with_parent(os.getpid(), slot.cpus)
+                piped = relay and log is None
                 process = subprocess.Popen(  # pylint: disable=all
                     argv, env=dict(os.environ, **slot.env), stdout=log,
-                    stderr=None if log is None else subprocess.STDOUT,
+                    stderr=(subprocess.STDOUT if log is not None
+                            else subprocess.PIPE if piped else None),
                     preexec_fn=preexec)  # noqa: PLW1509
-                running[name] = _Child(process, index, log, time.monotonic())
+                running[name] = _Child(process, index, log, time.monotonic(),
+                                       _Relay(process.stderr) if piped
+                                       else None)
+                if running[name].relay is not None:
+                    running[name].relay.start()
                 if received:  # The signal came before the child was known.
                     process.send_signal(received[0])
                 on_start(name, process.pid, slot, len(running) - 1)
@@ -242,9 +286,13 @@ def run_processes(tasks, slots, *, on_start, on_end):
                 free.append(child.slot)
                 free.sort()
                 now = time.monotonic()
+                extra = ({"stderr_lines": child.relay.lines()
+                          if child.relay is not None else []}
+                         if relay else {})
                 on_end(name, child.process.pid, returncode,
                        now - child.start,
-                       [now - other.start for other in running.values()])
+                       [now - other.start for other in running.values()],
+                       **extra)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -295,25 +295,26 @@ def _train_command(arguments):
         if line is not None]
 
 
-def _failure(output_dir, pid, returncode, log_path=None):
+def _failure(output_dir, pid, returncode, log_path=None, lines=()):
     """Why the train child `pid` failed: the error its run recorded, else
-    the last `train.py:` line of its log (an error before the run folder was
-    claimed), else its exit status."""
+    the last `train.py:` line of its log or of `lines` (its stderr: an error
+    before the run folder was claimed), else its exit status."""
     record = _rundir.read_json(
         os.path.join(output_dir, _rundir.STATUS_FILE), {}) or {}
     if (record.get("status") == _rundir.FAILED and record.get("pid") == pid
             and record.get("error")):
         return record["error"]
+    lines = list(lines)
     if log_path:
         try:
             with open(log_path, "rb") as f:
                 f.seek(max(0, os.path.getsize(log_path) - 65536))
                 lines = f.read().decode("utf-8", "replace").splitlines()
         except OSError:
-            lines = []
-        for line in reversed(lines):
-            if line.startswith("train.py: "):
-                return line[len("train.py: "):].removeprefix("error: ")
+            pass
+    for line in reversed(lines):
+        if line.startswith("train.py: "):
+            return line[len("train.py: "):].removeprefix("error: ")
     return f"train.py exited with status {returncode}"
 
 
@@ -321,20 +322,22 @@ def _run_subprocess(arguments):
     """Runs train.py in a child process that cannot outlive this one.
 
     The child shares the sweep's process group (a Ctrl-C at the terminal
-    reaches both) and its terminal; a SIGINT or SIGTERM sent to the sweep
-    alone is forwarded to it, the sweep waits for it to stop (it writes its
-    status), then stops itself: KeyboardInterrupt for SIGINT, exit status
-    128 + signal for SIGTERM.
+    reaches both) and its terminal (its stderr passes through the sweep,
+    which keeps the child's one-line reason when it refuses its flags); a
+    SIGINT or SIGTERM sent to the sweep alone is forwarded to it, the sweep
+    waits for it to stop (it writes its status), then stops itself:
+    KeyboardInterrupt for SIGINT, exit status 128 + signal for SIGTERM.
     """
     ended = []
     _jobs.run_processes(
         [(arguments["output_dir"], _train_command(arguments), None)],
         _jobs.plan(1, gpus=[]), on_start=lambda *_: None,
-        on_end=lambda name, pid, returncode, *_: ended.append(
-            (pid, returncode)))
-    (pid, returncode), = ended
+        on_end=lambda name, pid, returncode, *_, stderr_lines: ended.append(
+            (pid, returncode, stderr_lines)), relay=True)
+    (pid, returncode, lines), = ended
     if returncode:
-        raise RuntimeError(_failure(arguments["output_dir"], pid, returncode))
+        raise RuntimeError(_failure(arguments["output_dir"], pid, returncode,
+                                    lines=lines))
 
 
 def _duration(seconds):
@@ -399,7 +402,39 @@ def _run_one_at_a_time(todo, launcher, progress):
                 _run_subprocess(arguments)
         except Exception as exception:  # pylint: disable=broad-except
             error = f"{type(exception).__name__}: {exception}"
+        except BaseException as exception:  # SIGINT, SIGTERM: record, stop.
+            progress.end(name, time.monotonic() - start,
+                         f"{type(exception).__name__}: {exception}")
+            raise
         progress.end(name, time.monotonic() - start, error)
+
+
+def _check_runs(root, runs, recorded):
+    """Checks every run by train.py's rules, and that the runs already in
+    `root` were made with the same arguments (a run counts as done only
+    then), before anything runs or is written.
+
+    Raises:
+        ValueError, TypeError: naming the argument (and the run).
+    """
+    for name, arguments in runs:
+        try:
+            config = _train.Config(**arguments)
+            _train.check_arguments(config)
+        except (ValueError, TypeError) as error:
+            raise type(error)(
+                f"{_train.as_flag_message(error)} (run {name})") from None
+        if not os.path.isfile(os.path.join(arguments["output_dir"],
+                                           _rundir.CONFIG_FILE)):
+            continue
+        changes = _train.argument_changes(
+            arguments["output_dir"], _train.recorded_arguments(
+                _train.resolved(_train.Config(**recorded(arguments)))))
+        if changes:
+            raise ValueError(
+                f"--root={root} holds runs made with other arguments "
+                f"({', '.join(changes)}; e.g. {name}); rerun with the flags "
+                "they were made with, or use another --root")
 
 
 def _run_at_once(root, todo, slots, progress):
@@ -467,6 +502,7 @@ def run(*, root, base_arguments, protocols=PROTOCOLS,
             f"jobs={jobs} trains each run in a process of its own; use "
             "launcher='subprocess' (or leave launcher unset), got "
             "launcher='inprocess'")
+    _train.check_folder("root", root)
     runs = expand(base_arguments=base_arguments, protocols=list(protocols),
                   seeds=list(seeds), periods=periods, grid=grid,
                   variants=variants)
@@ -490,6 +526,7 @@ def run(*, root, base_arguments, protocols=PROTOCOLS,
         name for variant in variants for name in variant}
     for name, arguments in runs:
         arguments["output_dir"] = os.path.join(root, name)
+    _check_runs(root, runs, recorded)
     total = len(runs)
     status = {name: _rundir.read_status(arguments["output_dir"])
               for name, arguments in runs}
@@ -523,10 +560,16 @@ def run(*, root, base_arguments, protocols=PROTOCOLS,
             _log_event(root, "skip", name)
         else:
             todo.append((name, arguments))
-    if jobs == 1:
-        _run_one_at_a_time(todo, launcher, progress)
-    else:
-        _run_at_once(root, todo, slots, progress)
+    try:
+        if jobs == 1:
+            _run_one_at_a_time(todo, launcher, progress)
+        else:
+            _run_at_once(root, todo, slots, progress)
+    except BaseException as error:  # SIGINT, SIGTERM: the log says so.
+        _log_event(root, "sweep_end", done=len(progress.done),
+                   failed=len(progress.failed),
+                   interrupted=f"{type(error).__name__}: {error}")
+        raise
     done, failed = progress.done, progress.failed
     _log_event(root, "sweep_end", done=len(done), failed=len(failed))
     logging.info("Sweep %s: %d of %d runs done, %d failed.", root, len(done),

@@ -68,6 +68,7 @@ python experiments/sweep.py --flagfile=experiments/configs/demo.cfg \
 """
 
 
+import signal
 import sys
 
 from absl import app
@@ -214,6 +215,8 @@ def _parse_flags(argv):
         return flags.FLAGS(argv)
     except flags.Error as error:
         _fail(error)
+    except UnicodeDecodeError as error:
+        _fail(train_command.flagfile_error(argv, error))
 
 
 def main(argv):
@@ -231,6 +234,9 @@ def main(argv):
         _fail(f"--jobs={_JOBS.value} trains each run in a process of its own; "
               "drop --launcher=inprocess (or use --launcher=subprocess)")
     logging.set_verbosity(logging.INFO)
+    # The in-process run records `failed` and the log `sweep_end`, as for
+    # SIGINT (the subprocess launcher forwards the signal to its child).
+    signal.signal(signal.SIGTERM, _train.raise_terminated)
     try:
         arguments = dict(
             base_arguments=train_command.arguments_from_flags(),
@@ -258,6 +264,11 @@ def main(argv):
         )
     except (ValueError, TypeError, FileNotFoundError) as error:  # Model, data.
         _fail(error)
+    except _train.Terminated as error:
+        sys.stderr.write(f"sweep.py: {_train.one_line(error)}; the run's "
+                         "status is failed, rerun the same command to "
+                         "resume\n")
+        sys.exit(128 + signal.SIGTERM)
     if result["failed"]:
         sys.exit(1)
 
