@@ -449,3 +449,29 @@ def test_matplotlib_only_where_a_report_is_made(sweep_root, tmp_path):
         capture_output=True, text=True, timeout=300, check=False,
         env=dict(os.environ, PYTHONPATH=_REPO, KERAS_BACKEND="jax"))
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_learning_rate_curve_of_random_runs_with_default_delta(tmp_path):
+    # delta: null is the library's default (1); no alpha statistics, or no
+    # metrics at all, fall back to it instead of a TypeError.
+    root = str(tmp_path / "runs")
+    random = [plot.load_run(_fake_run(root, "random", 0, 0.9, delta=None))]
+    _, mean, spread, note = plot.learning_rate_curve(random)
+    np.testing.assert_allclose(mean, 0.005)
+    np.testing.assert_allclose(spread, 0.005 / math.sqrt(3))
+    assert "Δ/√3" in note
+    with open(os.path.join(random[0]["path"], _rundir.METRICS_FILE), "w"):
+        pass
+    epochs, mean, spread, _ = plot.learning_rate_curve(
+        [plot.load_run(random[0]["path"])])
+    assert epochs == mean == spread == []
+
+
+def test_config_whose_arguments_are_not_an_object_is_named(tmp_path):
+    root = str(tmp_path / "runs")
+    folder = _fake_run(root, "constant", 0, 0.9)
+    path = os.path.join(folder, _rundir.CONFIG_FILE)
+    _rundir.write_json(path, {"arguments": ["protocol", "constant"]})
+    with pytest.raises(plot.RunFileError,
+                       match=f"{path}: 'arguments' must be an object"):
+        plot.load_run(folder)

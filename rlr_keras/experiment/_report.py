@@ -186,7 +186,13 @@ def load_run(folder):
     Like `_rundir.load_run`, but a file that is not valid JSON raises a
     `RunFileError` naming the file and line.
     """
-    config = _read_json(os.path.join(folder, _rundir.CONFIG_FILE)) or {}
+    config_path = os.path.join(folder, _rundir.CONFIG_FILE)
+    config = _read_json(config_path) or {}
+    if not isinstance(config.get("arguments", {}), dict):
+        raise RunFileError(
+            f"{config_path}: 'arguments' must be an object (name: value), "
+            f"got a {type(config['arguments']).__name__}; restore or delete "
+            "that file")
     status = _read_json(os.path.join(folder, _rundir.STATUS_FILE)) or {}
     return {
         "path": folder,
@@ -566,7 +572,8 @@ def learning_rate_curve(runs):
         return (epochs, [r * m for r, m in zip(rate, alpha_mean)],
                 [r * s for r, s in zip(rate, alpha_std)],
                 "band: mean ± std of l·α per epoch, measured")
-    delta = float(arguments.get("delta", 1.0))
+    delta = arguments.get("delta")
+    delta = 1.0 if delta is None else float(delta)  # None: the default, 1.
     return (epochs, rate, [r * delta / math.sqrt(3) for r in rate],
             "band: l ± l·Δ/√3, the std of l·α")
 
