@@ -74,6 +74,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from rlr_keras import _names
 from rlr_keras import _quiet
 from rlr_keras.experiment import _sweep
 from rlr_keras.experiment import _train
@@ -82,9 +83,9 @@ from rlr_keras.experiment import _train
 from rlr_keras.experiment.commands import plot as plot_command  # noqa: F401
 from rlr_keras.experiment.commands import train as train_command
 
-with _quiet.quiet_imports():  # rlr_keras imports Keras (and TensorFlow).
-    from rlr_keras.protocols import PROTOCOLS
-    from rlr_keras.random_factor import SEED_MAX
+# Keras-free (`--helpfull` starts no framework).
+PROTOCOLS = _names.PROTOCOLS
+SEED_MAX = _names.SEED_MAX
 
 _ROOT = flags.DEFINE_string(
     "root", None, "Folder holding one run folder per grid point. Required.")
@@ -230,6 +231,7 @@ def main(argv):
     if _LAUNCHER.value == "inprocess" and _JOBS.value > 1:
         _fail(f"--jobs={_JOBS.value} trains each run in a process of its own; "
               "drop --launcher=inprocess (or use --launcher=subprocess)")
+    _quiet.quiet_jax_backends()
     logging.set_verbosity(logging.INFO)
     try:
         arguments = dict(
