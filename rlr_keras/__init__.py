@@ -11,53 +11,90 @@ and the effective temperature of eq. 20 with its measured diffusion.
 # The package's version, defined here only (setup.cfg reads it).
 __version__ = "0.2.0"
 
-# Keras imports its backend (TensorFlow by default), which writes start-up
-# lines such as "oneDNN custom operations are on" to fd 2: those known lines
-# are dropped, every other line kept, and TF_CPP_MIN_LOG_LEVEL is 3 unless
-# the user set it (rlr_keras._quiet; the installed commands need it set
-# before TensorFlow starts).
-from rlr_keras import _quiet
-
-with _quiet.quiet_imports():
+# Where each public name lives. The package imports them on first use (PEP
+# 562), so that the commands' flags (`rlr-train --helpfull`) load without
+# Keras; `register_keras_objects` below says when they are imported anyway.
+_LOCATIONS = {
     # Core (optimizer, random factor, random learning-rate schedule).
     # The alpha stream itself is `rlr_keras.random_factor.random_factor`.
-    from rlr_keras.random_factor import alpha_second_moment
-    from rlr_keras.optimizers import RandomLRSGD
-    from rlr_keras.schedules import RandomLearningRate
-
+    "alpha_second_moment": "rlr_keras.random_factor",
+    "RandomLRSGD": "rlr_keras.optimizers",
+    "RandomLearningRate": "rlr_keras.schedules",
     # Protocols and monitoring (callbacks, protocols).
-    from rlr_keras import protocols
-    from rlr_keras.callbacks import CyclicCosine
-    from rlr_keras.callbacks import EpochSummaries
-    from rlr_keras.callbacks import LearningRateMonitor
-    from rlr_keras.protocols import PROTOCOLS
-    from rlr_keras.protocols import Protocol
-    from rlr_keras.schedules import CyclicCosineSchedule
-    from rlr_keras.schedules import cyclic_cosine
-
+    "CyclicCosine": "rlr_keras.callbacks",
+    "EpochSummaries": "rlr_keras.callbacks",
+    "LearningRateMonitor": "rlr_keras.callbacks",
+    "PROTOCOLS": "rlr_keras.protocols",
+    "Protocol": "rlr_keras.protocols",
+    "CyclicCosineSchedule": "rlr_keras.schedules",
+    "cyclic_cosine": "rlr_keras.schedules",
     # Effective temperature.
-    from rlr_keras.callbacks import TemperatureMonitor
-    from rlr_keras.diffusion import DiffusionEstimate
-    from rlr_keras.diffusion import estimate_diffusion
-    from rlr_keras.temperature import Hyperparameters
-    from rlr_keras.temperature import effective_temperature
-    from rlr_keras.temperature import match_temperature
-
+    "TemperatureMonitor": "rlr_keras.callbacks",
+    "DiffusionEstimate": "rlr_keras.diffusion",
+    "estimate_diffusion": "rlr_keras.diffusion",
+    "Hyperparameters": "rlr_keras.temperature",
+    "effective_temperature": "rlr_keras.temperature",
+    "match_temperature": "rlr_keras.temperature",
     # Models and data.
-    from rlr_keras import data
-    from rlr_keras import models
-    from rlr_keras.data import ArrayBatches
-    from rlr_keras.data import ImageDataset
-    from rlr_keras.data import epoch_order
-    from rlr_keras.data import eval_pipeline
-    from rlr_keras.data import load_dataset
-    from rlr_keras.data import parse_dataset_spec
-    from rlr_keras.data import probe_subset
-    from rlr_keras.data import steps_per_epoch
-    from rlr_keras.data import train_pipeline
-    from rlr_keras.models import MODEL_NAMES
-    from rlr_keras.models import VGG16Preprocessing
-    from rlr_keras.models import build_model
+    "ArrayBatches": "rlr_keras.data",
+    "ImageDataset": "rlr_keras.data",
+    "epoch_order": "rlr_keras.data",
+    "eval_pipeline": "rlr_keras.data",
+    "load_dataset": "rlr_keras.data",
+    "parse_dataset_spec": "rlr_keras.data",
+    "probe_subset": "rlr_keras.data",
+    "steps_per_epoch": "rlr_keras.data",
+    "train_pipeline": "rlr_keras.data",
+    "MODEL_NAMES": "rlr_keras.models",
+    "VGG16Preprocessing": "rlr_keras.models",
+    "build_model": "rlr_keras.models",
+}
+_SUBMODULES = ("data", "models", "protocols")
+
+
+def register_keras_objects():
+    """Imports every module of the package, registering its Keras objects.
+
+    `keras.saving.load_model` finds `rlr_keras>RandomLRSGD` and the other
+    registered objects only once their modules are imported. `import
+    rlr_keras` does this at once when Keras is already imported, and
+    otherwise as soon as Keras is (or at the first use of a name of the
+    package); calling it is never needed, and harmless.
+
+    Keras imports its backend (TensorFlow by default), which writes start-up
+    lines such as "oneDNN custom operations are on" to fd 2: those known
+    lines are dropped, every other line kept (rlr_keras._quiet).
+    """
+    import importlib  # pylint: disable=g-import-not-at-top
+
+    from rlr_keras import _quiet  # pylint: disable=g-import-not-at-top
+
+    with _quiet.quiet_imports():
+        for module in sorted(set(_LOCATIONS.values())):
+            importlib.import_module(module)
+
+
+def __getattr__(name):
+    if name in _LOCATIONS or name in _SUBMODULES:
+        register_keras_objects()
+        import importlib  # pylint: disable=g-import-not-at-top
+
+        if name in _SUBMODULES:
+            value = importlib.import_module(f"rlr_keras.{name}")
+        else:
+            value = getattr(importlib.import_module(_LOCATIONS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
+
+
+from rlr_keras import _keras_hook  # pylint: disable=all
+
+_keras_hook.when_keras_imported(register_keras_objects)
 
 __all__ = [
     "MODEL_NAMES",
@@ -90,6 +127,7 @@ __all__ = [
     "parse_dataset_spec",
     "probe_subset",
     "protocols",
+    "register_keras_objects",
     "steps_per_epoch",
     "train_pipeline",
 ]

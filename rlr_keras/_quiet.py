@@ -20,6 +20,7 @@ with _quiet.quiet_imports():
 """
 
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -39,6 +40,12 @@ _NOISE = re.compile("|".join([
     r"failed call to cuInit",
 ]))
 
+
+# What JAX logs (at INFO, which the commands' --verbose=1 shows) for every
+# platform plugin it tries and does not find, on every machine without one:
+# "Unable to initialize backend 'tpu': ..." (also 'cuda', 'rocm').
+_JAX_LOGGER = "jax._src.xla_bridge"
+_JAX_NOISE = re.compile(r"Unable to initialize backend '\w+'")
 
 _we_set_level = False  # Whether TF_CPP_MIN_LOG_LEVEL is ours, not the user's.
 
@@ -91,3 +98,22 @@ def quiet_imports(stream=None, set_level=True):
                 stream = stream or sys.stderr
                 stream.write("".join(kept))
                 stream.flush()
+
+
+class _JaxBackendNoise(logging.Filter):
+    """Drops JAX's "Unable to initialize backend" lines (a missing TPU)."""
+
+    def filter(self, record):
+        return _JAX_NOISE.match(record.getMessage()) is None
+
+
+def quiet_jax_backends():
+    """Filters JAX's lines about backends it cannot start (the commands).
+
+    Only those lines: JAX's other messages, and its errors when the
+    platform that was asked for (`JAX_PLATFORMS`) fails, still show.
+    Idempotent; needs no JAX import.
+    """
+    logger = logging.getLogger(_JAX_LOGGER)
+    if not any(isinstance(f, _JaxBackendNoise) for f in logger.filters):
+        logger.addFilter(_JaxBackendNoise())

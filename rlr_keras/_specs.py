@@ -23,6 +23,8 @@ import re
 import sys
 from typing import Any, Callable, Optional, Tuple
 
+from rlr_keras import _names
+
 # What a spec may hold: a module path and a (dotted) attribute path.
 _IDENTIFIER_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 CALLABLE_PREFIX = "callable:"
@@ -49,6 +51,28 @@ def split_function_spec(spec: Any) -> Optional[Tuple[str, str]]:
     if where.endswith(".py") or _IDENTIFIER_PATH.fullmatch(where):
         return where, function
     return None
+
+
+def check_model_spec(spec: Any) -> str:
+    """Checks the form of a model spec (no import); returns it.
+
+    Keras-free, so that the commands' flags can use it.
+
+    Args:
+        spec: str, a name of `MODEL_NAMES`, `"MODULE:FUNCTION"` or
+            `"path/to/file.py:FUNCTION"`.
+
+    Raises:
+        ValueError: for any other string.
+        TypeError: for a non-string.
+    """
+    if not isinstance(spec, str):
+        raise TypeError(f"model must be a string, got {type(spec).__name__}")
+    if spec in _names.MODEL_NAMES or split_function_spec(spec) is not None:
+        return spec
+    raise ValueError(
+        f"model must be one of {', '.join(_names.MODEL_NAMES)}, "
+        f"MODULE:FUNCTION or file.py:FUNCTION, got {spec!r}")
 
 
 def describe_callable(function: Callable[..., Any]) -> str:

@@ -25,14 +25,16 @@ import os
 import keras
 import numpy as np
 
+from rlr_keras import _names
 from rlr_keras import _specs
 from rlr_keras import _validation
 from rlr_keras import random_factor as _random_factor
 
 # How a run records a model given as a Python callable (see `model_spec`).
 CALLABLE_PREFIX = _specs.CALLABLE_PREFIX
-# MODEL_NAMES (the built-in models) is defined below the builders, from the
-# one table `_BUILDERS`.
+# MODEL_NAMES (the built-in models) is `rlr_keras._names.MODEL_NAMES`, which
+# the commands' flags read without Keras; `_BUILDERS` below has one builder
+# per name.
 
 # What `keras.applications.VGG16(weights="imagenet", include_top=False)`
 # looks for in the Keras cache (and downloads when it is missing); named in
@@ -185,24 +187,7 @@ def build_model(name, input_shape, num_classes=10, *, vgg_weights="none",
     return _BUILDERS[name](input_shape, num_classes, seed)
 
 
-def check_model_spec(spec):
-    """Checks the form of a model spec (no import); returns it.
-
-    Args:
-        spec: str, a name of `MODEL_NAMES`, `"MODULE:FUNCTION"` or
-            `"path/to/file.py:FUNCTION"`.
-
-    Raises:
-        ValueError: for any other string.
-        TypeError: for a non-string.
-    """
-    if not isinstance(spec, str):
-        raise TypeError(f"model must be a string, got {type(spec).__name__}")
-    if spec in MODEL_NAMES or _specs.split_function_spec(spec) is not None:
-        return spec
-    raise ValueError(
-        f"model must be one of {', '.join(MODEL_NAMES)}, MODULE:FUNCTION or "
-        f"file.py:FUNCTION, got {spec!r}")
+check_model_spec = _specs.check_model_spec
 
 
 def model_spec(model):
@@ -386,4 +371,4 @@ def _build_vgg16(input_shape, num_classes, vgg_weights, seed):
 # The built-in models: a new one is one builder `(input_shape, num_classes,
 # seed) -> keras.Model` and one entry here (vgg16 also takes vgg_weights).
 _BUILDERS = {"mlp": _build_mlp, "cnn": _build_cnn, "vgg16": _build_vgg16}
-MODEL_NAMES = tuple(_BUILDERS)
+MODEL_NAMES = _names.MODEL_NAMES

@@ -16,10 +16,12 @@ from rlr_keras import callbacks as _callbacks
 from rlr_keras import optimizers as _optimizers
 from rlr_keras import random_factor as _random_factor
 from rlr_keras import schedules as _schedules
+from rlr_keras._names import PROTOCOLS
 
 __all__ = ["PROTOCOLS", "Protocol", "build", "check_arguments"]
 
-PROTOCOLS = ("constant", "random", "cyclic")
+# PROTOCOLS (the names) is defined in rlr_keras._names, read by the commands
+# without Keras.
 
 _DEFAULT_RANDOM_DELTA = 1.0
 

@@ -52,6 +52,7 @@ import numpy as np
 from keras import ops
 
 from rlr_keras import _validation
+from rlr_keras._names import SEED_MAX
 
 __all__ = [
     "SEED_MAX",
@@ -77,8 +78,8 @@ _MASK_12 = 0xFFF
 # Below this float32 delta, |delta * c| < 2**-25 and alpha rounds to 1.
 _SMALLEST_DELTA = 2.0**-25
 
-SEED_MAX = 2**32 - 1
-"""The largest seed of the alpha stream (seeds are 32-bit words)."""
+# SEED_MAX, the largest seed of the alpha stream (seeds are 32-bit words),
+# is defined in rlr_keras._names (the commands read it without Keras).
 STEP_MAX = 2**64 - 1
 """The largest step a Python or NumPy integer may give (two 32-bit words)."""
 

@@ -23,7 +23,7 @@ from rlr_keras._summary import read_events
 
 _BASE = dict(model="mlp", dataset="digits", learning_rate=0.05,
              batch_size=64, epochs=2, verbose=0, momentum=0.9, nesterov=True,
-             delta=1.0, weight_decay=0.0)
+             delta=1.0, coupled_weight_decay=0.0)
 
 
 def _base_arguments(**overrides):

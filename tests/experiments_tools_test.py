@@ -74,6 +74,32 @@ def test_migration_keeps_random_delta_and_installed_dataset(tmp_path):
     assert (run / "flags.cfg").read_text() == before
 
 
+def test_migration_renames_weight_decay_in_both_files(tmp_path):
+    run = tmp_path / "random_seed=0"
+    _write_record(run, "random", 0.1, "digits")
+    with open(run / "config.json") as f:
+        config = json.load(f)
+    config["arguments"]["weight_decay"] = 0.001
+    with open(run / "config.json", "w") as f:
+        f.write(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    with open(run / "flags.cfg", "a") as f:
+        f.write("--weight_decay=0.001\n--batch_size=60\n")
+    assert migrate_records.main(["--check", str(tmp_path)]) == 1
+    assert migrate_records.main([str(tmp_path)]) == 0
+    flags = (run / "flags.cfg").read_text()
+    arguments = json.loads((run / "config.json").read_text())["arguments"]
+    assert "weight_decay" not in arguments
+    assert arguments["coupled_weight_decay"] == 0.001
+    body = [line for line in flags.splitlines() if not line.startswith("#")]
+    assert body[-2:] == ["--coupled_weight_decay=0.001", "--batch_size=60"]
+    assert flags.count(migrate_records.MARK_RENAMED) == 1
+    assert migrate_records.MARK not in flags  # Nothing of issue 22 to do.
+    before = flags, (run / "config.json").read_text()
+    assert migrate_records.main([str(tmp_path)]) == 0
+    assert ((run / "flags.cfg").read_text(),
+            (run / "config.json").read_text()) == before
+
+
 def test_holm_matches_statsmodels():
     pvalues = np.random.default_rng(0).uniform(0, 0.1, size=30)
     expected = multipletests(pvalues, method="holm")[1]

@@ -25,6 +25,7 @@ _EXPERIMENTS = os.path.join(_REPO, "experiments")
 from rlr_keras import _quiet  # noqa: E402
 from rlr_keras.experiment import _rundir  # noqa: E402
 from rlr_keras.experiment import _train as train  # noqa: E402
+from rlr_keras.experiment.commands import _parsing  # noqa: E402
 from rlr_keras.experiment.commands import train as train_command  # noqa: E402
 
 pytestmark = pytest.mark.backend_independent
@@ -139,6 +140,42 @@ def test_lock_is_released_after_the_block(tmp_path):
                 pass
     with _rundir.locked(output_dir):
         pass
+
+
+def test_lock_file_is_removed_when_the_block_ends(tmp_path):
+    output_dir = str(tmp_path / "run")
+    lock = os.path.join(output_dir, _rundir.LOCK_FILE)
+    with _rundir.locked(output_dir):
+        assert os.path.exists(lock)
+    assert not os.path.exists(lock)
+    with pytest.raises(RuntimeError):
+        with _rundir.locked(output_dir):
+            raise RuntimeError("the run failed")
+    assert os.listdir(output_dir) == []
+
+
+def test_a_lock_taken_on_a_removed_file_is_taken_again(tmp_path,
+                                                       monkeypatch):
+    # A second trainer that opened .lock just before the first one removed
+    # it must not hold a lock on the removed file: it locks the new one.
+    output_dir = str(tmp_path / "run")
+    os.makedirs(output_dir)
+    lock = os.path.join(output_dir, _rundir.LOCK_FILE)
+    stat, removed = os.stat, []
+
+    def stat_after_removal(path, *args, **kwargs):
+        if path == lock and not removed:
+            removed.append(path)
+            os.remove(path)  # The first trainer ends right now.
+        return stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat_after_removal)
+    with _rundir.locked(output_dir):
+        monkeypatch.setattr(os, "stat", stat)
+        assert removed and os.path.exists(lock)
+        with pytest.raises(_rundir.UserError, match="in use"):
+            with _rundir.locked(output_dir):
+                pass
 
 
 def _parse(argv):
@@ -312,7 +349,7 @@ def test_flagfile_that_is_not_utf8_is_one_line(tmp_path, capsys):
     path.write_bytes(b"--epochs=1\n\xff\xfe\n")
     try:
         with pytest.raises(SystemExit) as raised:
-            train_command._parse_flags(  # pylint: disable=protected-access
+            _parsing.flags_parser("train.py")(
                 ["train.py", f"--flagfile={path}"])
     finally:
         flags.FLAGS.unparse_flags()

@@ -58,8 +58,10 @@ def test_run_folder_is_complete(finished_run):
     output_dir, summary = finished_run
     names = set(os.listdir(output_dir))
     assert {"flags.cfg", "config.json", "status.json", "metrics.jsonl",
-            "summary.json", "model.weights.h5", "tensorboard"} <= names
+            "summary.json", "model.weights.h5", "model.keras",
+            "tensorboard"} <= names
     assert "backup" not in names  # removed once done.
+    assert ".lock" not in names  # removed once the run ends.
     assert not [n for n in names if n.endswith(".tmp")]
     assert _rundir.read_status(output_dir) == "done"
     assert set(_rundir.SUMMARY_KEYS) <= set(summary)
@@ -80,6 +82,64 @@ def test_run_folder_is_complete(finished_run):
                                0.05 / (2 * 64 * (1 - 0.9)))
     events = os.listdir(os.path.join(output_dir, "tensorboard", "train"))
     assert any(name.startswith("events.out.tfevents") for name in events)
+
+
+def test_model_keras_loads_with_the_final_weights(finished_run):
+    output_dir, _ = finished_run
+    loaded = keras.saving.load_model(os.path.join(output_dir, "model.keras"))
+    assert isinstance(loaded.optimizer, rlr_keras.RandomLRSGD)
+    reference = keras.models.clone_model(loaded)
+    reference.load_weights(os.path.join(output_dir, "model.weights.h5"))
+    for got, want in zip(loaded.weights, reference.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(got),
+                                      keras.ops.convert_to_numpy(want))
+    # The optimizer's state too: the step counter of the 2 x 23 steps.
+    assert int(keras.ops.convert_to_numpy(loaded.optimizer.iterations)) == 46
+
+
+def test_train_subset_is_the_first_examples_of_the_split(tmp_path):
+    data = rlr_keras.load_dataset("digits")
+    arguments = dict(_TINY, epochs=1)
+    subset = train.run(output_dir=str(tmp_path / "subset"), train_subset=128,
+                       **arguments)
+    arrays = train.run(
+        output_dir=str(tmp_path / "arrays"),
+        **dict(arguments, dataset=(
+            (data.train_images[:128], data.train_labels[:128]),
+            (data.test_images, data.test_labels))))
+    assert subset["final_test_loss"] == arrays["final_test_loss"]
+    rows = {name: _without_wall_time(_rundir.read_jsonl(
+        str(tmp_path / name / "metrics.jsonl"))) for name in ("subset",
+                                                            "arrays")}
+    assert rows["subset"] == rows["arrays"]
+    config = _rundir.read_json(str(tmp_path / "subset" / "config.json"))
+    assert config["arguments"]["train_subset"] == 128
+    with open(tmp_path / "subset" / "flags.cfg", encoding="utf-8") as f:
+        assert "--train_subset=128\n" in f.read()
+
+
+def test_run_recorded_with_weight_decay_is_the_same_run(finished_run,
+                                                        tmp_path):
+    # Runs recorded before 0.2.0 name the coupled decay weight_decay.
+    old = str(tmp_path / "old")
+    shutil.copytree(finished_run[0], old)
+    path = os.path.join(old, "config.json")
+    config = _rundir.read_json(path)
+    arguments = config["arguments"]
+    arguments["weight_decay"] = arguments.pop("coupled_weight_decay")
+    del arguments["train_subset"]
+    _rundir.write_json(path, config)
+    assert train.run(output_dir=old, temperature_probe=_PROBE,
+                     **_TINY) == finished_run[1]
+
+
+def test_weight_decay_argument_says_which_decay_is_which(tmp_path):
+    with pytest.raises(TypeError, match="weight_decay is not an argument of "
+                       "a run: Keras' weight_decay .* is decoupled.* "
+                       "coupled_weight_decay"):
+        train.run(output_dir=str(tmp_path / "run"), weight_decay=1e-3,
+                  **_TINY)
+    assert not os.path.exists(tmp_path / "run")
 
 
 def test_metrics_are_sane(finished_run):
@@ -319,6 +379,10 @@ def test_nan_loss_fails_the_run_with_a_reason(tmp_path):
     (dict(backup_every_s=float("nan")), "--backup_every_s must be a finite"),
     (dict(steps_per_execution=0), "--steps_per_execution must be an integer"),
     (dict(steps_per_execution=7), "does not divide the 23 steps"),
+    (dict(train_subset=0), "--train_subset must be an integer >= 1"),
+    (dict(train_subset=True), "--train_subset must be an integer >= 1"),
+    (dict(train_subset=1438), "--train_subset=1438 is larger than the "
+     "training set [(]1437 examples[)]; use at most 1437"),
 ])
 def test_invalid_arguments_fail_before_training(tmp_path, arguments, message):
     output_dir = str(tmp_path / "bad")
@@ -332,6 +396,8 @@ def test_invalid_arguments_fail_before_training(tmp_path, arguments, message):
     ["--model=resnet"],
     ["--batch_size=0"],
     ["--seed=-1"],
+    ["--train_subset=0"],
+    ["--weight_decay=0.001"],
 ])
 def test_invalid_flags_are_rejected_at_parse_time(argv):
     try:

@@ -4,6 +4,8 @@ import configparser
 import importlib
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -62,3 +64,48 @@ def test_ships_py_typed_and_the_license_of_its_metadata():
 def test_package_docstring_names_every_backend():
     for backend in ("TensorFlow", "JAX", "PyTorch"):
         assert backend in rlr_keras.__doc__
+
+
+def test_public_names_are_imported_on_first_use():
+    assert set(rlr_keras.__all__) <= set(dir(rlr_keras))
+    assert rlr_keras.RandomLRSGD is importlib.import_module(
+        "rlr_keras.optimizers").RandomLRSGD
+    assert rlr_keras.models is importlib.import_module("rlr_keras.models")
+    with pytest.raises(AttributeError, match="no attribute 'RandomSGD'"):
+        rlr_keras.RandomSGD  # noqa: B018
+
+
+def test_name_lists_are_defined_once():
+    from rlr_keras import _names  # pylint: disable=g-import-not-at-top
+    from rlr_keras import models  # pylint: disable=g-import-not-at-top
+
+    assert tuple(models._BUILDERS) == _names.MODEL_NAMES
+    assert rlr_keras.MODEL_NAMES is _names.MODEL_NAMES
+    assert rlr_keras.PROTOCOLS is _names.PROTOCOLS
+
+
+@pytest.mark.parametrize("first", ["rlr_keras", "keras"])
+def test_keras_file_loads_whichever_is_imported_first(tmp_path, first):
+    # `import rlr_keras` imports no Keras; its Keras objects must still be
+    # registered before keras.saving.load_model, in either import order.
+    import keras  # pylint: disable=g-import-not-at-top
+    import numpy as np  # pylint: disable=g-import-not-at-top
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    model.compile(optimizer=rlr_keras.RandomLRSGD(
+        rlr_keras.RandomLearningRate(0.1, seed=1)), loss="mse")
+    model.fit(np.ones((4, 3)), np.ones((4, 2)), verbose=0)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    second = "keras" if first == "rlr_keras" else "rlr_keras"
+    program = (
+        f"import sys; import {first}; import {second}\n"
+        f"model = keras.saving.load_model({path!r})\n"
+        "print(type(model.optimizer).__name__,"
+        " type(model.optimizer._learning_rate).__name__)\n")
+    completed = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True,
+        timeout=300, check=False, env=dict(os.environ, PYTHONPATH=REPO))
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.split() == ["RandomLRSGD", "RandomLearningRate"]

@@ -25,7 +25,15 @@ replay at HEAD; this script rewrites both files consistently:
    `apt-get install dataset-fashion-mnist`) are the package's own location
    and stay.
 
-Each migrated flags.cfg gets one header line saying so. Running the script
+3. `--weight_decay` (issue 24). It was the coupled L2 term, added to the
+   gradient, which the library calls `coupled_weight_decay`; Keras'
+   `weight_decay` is the decoupled one. rlr_keras 0.2.0 renamed the flag to
+   `--coupled_weight_decay` and refuses `--weight_decay`: the flag line and
+   `arguments.weight_decay` take the new name, with the same value. No
+   training arithmetic changes (train.py also reads the old name in a run's
+   config.json when it resumes a run recorded before the rename).
+
+Each migrated flags.cfg gets one header line per issue saying so. Running the script
 again changes nothing (it is idempotent), and `--check` only reports.
 
     python experiments/tools/migrate_records.py docs/results
@@ -41,7 +49,11 @@ import sys
 # repository root (/work/<checkout> and /work/shared are siblings).
 PATH_PREFIXES = {"/work/shared/": "../shared/"}
 RANDOM_ONLY = ("delta",)
+# Arguments renamed since the records were made: old name -> new name.
+RENAMED = {"weight_decay": "coupled_weight_decay"}
 MARK = "# Migrated by experiments/tools/migrate_records.py (issue 22): "
+MARK_RENAMED = ("# Migrated by experiments/tools/migrate_records.py "
+                "(issue 24): ")
 
 
 def migrate_dataset(value):
@@ -74,6 +86,18 @@ def migrate_arguments(arguments):
     return new, changes
 
 
+def rename_arguments(arguments):
+    """Returns (new arguments, list of renames) for a config's arguments."""
+    new = dict(arguments)
+    renames = []
+    for old, name in RENAMED.items():
+        if old in new and name not in new:
+            new[name] = new.pop(old)
+            renames.append(f"--{old} -> --{name} (renamed in rlr_keras "
+                           "0.2.0, same coupled L2 term and value)")
+    return new, renames
+
+
 def migrate_flag_lines(lines, arguments):
     """Rewrites flags.cfg lines to match the migrated arguments."""
     out = []
@@ -83,6 +107,8 @@ def migrate_flag_lines(lines, arguments):
             continue
         if name == "dataset":
             line = f"--dataset={arguments['dataset']}"
+        if name in RENAMED and RENAMED[name] in arguments:
+            line = f"--{RENAMED[name]}={line.split('=', 1)[1]}"
         out.append(line)
     return out
 
@@ -109,22 +135,25 @@ def migrate_run(folder, *, check=False):
         raise ValueError(f"{config_path}: not in the json.dumps(indent=2, "
                          "sort_keys=True) layout this script writes back")
     arguments, changes = migrate_arguments(config["arguments"])
+    arguments, renames = rename_arguments(arguments)
     with open(flags_path) as f:
         lines = f.read().splitlines()
     new_lines = migrate_flag_lines(lines, arguments)
-    if new_lines == lines and not changes:
+    if new_lines == lines and not changes and not renames:
         return []
-    changes = changes or ["flags.cfg brought in line with config.json"]
+    if not renames:
+        changes = changes or ["flags.cfg brought in line with config.json"]
     if check:
-        return changes
+        return changes + renames
     header = [line for line in new_lines if line.startswith("#")]
     body = [line for line in new_lines if not line.startswith("#")]
-    if not any(line.startswith(MARK) for line in header):
-        header.append(MARK + "; ".join(changes) + ".")
+    for mark, done in ((MARK, changes), (MARK_RENAMED, renames)):
+        if done and not any(line.startswith(mark) for line in header):
+            header.append(mark + "; ".join(done) + ".")
     config["arguments"] = arguments
     _write(config_path, _dump(config))
     _write(flags_path, "\n".join(header + body) + "\n")
-    return changes
+    return changes + renames
 
 
 def run_folders(roots):

@@ -35,6 +35,8 @@ metrics.jsonl     one line per completed epoch (losses, accuracies, the
 summary.json      final/best test accuracy, final train accuracy and loss,
                   generalization gap, wall time, T/D, ...
 model.weights.h5  the final weights
+model.keras       the final model (keras.saving.load_model, once rlr_keras
+                  is imported)
 tensorboard/      train/ and validation/ events, HParams session
 ```
 
@@ -88,7 +90,7 @@ def train(*, output_dir: str, model: Any = "mlp", dataset: Any = "digits",
     The arguments are the fields of `rlr_keras.experiment.Config`, the flags
     of `rlr-train` of the same names (`rlr-train --helpfull`): `protocol`
     ("constant", "random", "cyclic"), `learning_rate` (the mean l), `delta`,
-    `period`, `momentum`, `nesterov`, `weight_decay` (coupled), `batch_size`
+    `period`, `momentum`, `nesterov`, `coupled_weight_decay`, `batch_size`
     (C), `epochs`, `seed`, `deterministic`, `temperature_probe`, ... A run
     that is done is not trained again; one that was interrupted resumes
     after its last completed epoch (bit-identical with

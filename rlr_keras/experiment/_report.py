@@ -99,7 +99,8 @@ _SHORT_NAMES = {
     "momentum": "mu",
     "period": "P",
     "delta": "Delta",
-    "weight_decay": "w",
+    "coupled_weight_decay": "w",
+    "weight_decay": "w",  # Its name in runs recorded before 0.2.0.
 }
 
 _TABLE_METRICS = (

@@ -185,13 +185,38 @@ def read_status(run_dir):
     return None if record is None else record.get("status")
 
 
+def _lock_file(path, run_dir):
+    """Opens and locks `path`; None if it was removed meanwhile (retry)."""
+    f = open(path, "a+", encoding="utf-8")  # noqa: SIM115  # Kept open.
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise UserError(
+            f"{run_dir} is in use by {holder}; wait for it to end or stop "
+            "it (one trainer per run folder)") from None
+    try:
+        current = os.stat(path).st_ino
+    except FileNotFoundError:
+        current = None
+    if current != os.fstat(f.fileno()).st_ino:
+        f.close()  # Removed by the holder that just ended: lock the new one.
+        return None
+    return f
+
+
 @contextlib.contextmanager
 def locked(run_dir):
     """Holds an exclusive lock on `run_dir` (created if needed) for the block.
 
     The lock is `fcntl.flock` on `<run_dir>/.lock`: the operating system
     drops it when the process ends, however it ends, so a killed trainer
-    never leaves a stale lock.
+    never leaves a stale lock. The file is removed when the block ends (a
+    finished folder holds no `.lock`); a process that opened it just before
+    sees, once it holds the lock, that it locked a removed file, and takes
+    the new one.
 
     Raises:
         UserError: if another process holds the lock.
@@ -201,15 +226,10 @@ def locked(run_dir):
         yield
         return
     path = os.path.join(run_dir, LOCK_FILE)
-    with open(path, "a+", encoding="utf-8") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise UserError(
-                f"{run_dir} is in use by {holder}; wait for it to end or "
-                "stop it (one trainer per run folder)") from None
+    f = None
+    while f is None:
+        f = _lock_file(path, run_dir)
+    with f:
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
@@ -217,8 +237,9 @@ def locked(run_dir):
         try:
             yield
         finally:
-            f.seek(0)
-            f.truncate()
+            # Still locked: no one else holds this file.
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 

@@ -24,13 +24,13 @@ import time
 
 from absl import logging
 
+from rlr_keras import _names
 from rlr_keras import _quiet
 from rlr_keras.experiment import _jobs
 from rlr_keras.experiment import _rundir
 from rlr_keras.experiment import _train
 
-with _quiet.quiet_imports():  # rlr_keras imports Keras (and TensorFlow).
-    from rlr_keras.protocols import PROTOCOLS
+PROTOCOLS = _names.PROTOCOLS  # Keras-free: the sweep command's flags use it.
 
 _LOG_FILE = "sweep_log.jsonl"
 _SPEC_FILE = "sweep.json"

@@ -28,11 +28,14 @@ summary.json      final_test_accuracy, best_test_accuracy,
                   with D = 1), plus best_epoch, epochs and, if measured,
                   diffusion and temperature (last measured values)
 model.weights.h5  the final weights
+model.keras       the final model, optimizer included; it loads with
+                  `keras.saving.load_model` once rlr_keras is imported
 tensorboard/      train/ and validation/ events: loss, accuracy, learning
                   rate, alpha (rlr/...), D and T, and the HParams session
                   (its arguments and status); `tensorboard --logdir=...`
 backup/           keras.callbacks.BackupAndRestore; removed once done
-.lock             held while a trainer works in the folder (one at a time)
+.lock             held while a trainer works in the folder (one at a time);
+                  removed when it ends
 ```
 
 Every file is written atomically (temporary name, then rename). Train loss
@@ -87,6 +90,12 @@ class Config:
     `delta=None` is the library's default for the protocol (1 for random);
     `nesterov=None` means Nesterov momentum whenever `momentum > 0`;
     `vgg_weights=None` means `imagenet` for vgg16 and `none` otherwise.
+    `train_subset=N` trains on the first N examples of the training split
+    (in the order the dataset holds them; every epoch visits them in the
+    order `rlr_keras.data.epoch_order(N, seed, epoch)`), for smoke tests;
+    None trains on all of them. `coupled_weight_decay` is the paper's L2
+    term added to the gradient (`RandomLRSGD(coupled_weight_decay=)`); runs
+    recorded before 0.2.0 call it `weight_decay` (`upgrade_arguments`).
     In Python, `model` may also be a model function and `dataset` a loader
     function, arrays `((x_train, y_train), (x_test, y_test))` or an
     `ImageDataset` (see `rlr_keras.models.build_model` and
@@ -98,13 +107,14 @@ class Config:
     data_dir: str = None
     image_size: str = None
     vgg_weights: str = None
+    train_subset: int = None
     protocol: str = "constant"
     learning_rate: float = 5e-3
     delta: float = None
     period: float = None
     momentum: float = 0.9
     nesterov: bool = None
-    weight_decay: float = 0.0
+    coupled_weight_decay: float = 0.0
     batch_size: int = 256
     epochs: int = 180
     seed: int = 0
@@ -140,6 +150,23 @@ _NOT_IDENTIFYING = frozenset({"verbose", "alpha_log_steps", "distribution",
                               "output_dir"})
 
 _WEIGHTS_FILE = "model.weights.h5"
+_MODEL_FILE = "model.keras"
+
+# Arguments renamed since a run could record them: old name -> new name.
+# `weight_decay` (0.1.0) was the coupled L2 term, not Keras' decoupled
+# `weight_decay` of `RandomLRSGD`; 0.2.0 gives it the library's name.
+RENAMED_ARGUMENTS = {"weight_decay": "coupled_weight_decay"}
+
+
+def weight_decay_message(prefix="--"):
+    """Why `weight_decay` is refused: which weight decay is which."""
+    return (
+        f"{prefix}weight_decay is not an argument of a run: Keras' "
+        "weight_decay (of RandomLRSGD and every Keras optimizer) is "
+        "decoupled, subtracted from the weights, which runs do not offer; "
+        f"the paper's coupled L2 term, added to the gradient, is "
+        f"{prefix}coupled_weight_decay (called {prefix}weight_decay before "
+        "rlr_keras 0.2.0)")
 _TRAIN_EVAL_BATCH = 1024  # About; see _fit_arguments.
 
 # A quick reachability test before TFDS, which otherwise retries for minutes
@@ -330,6 +357,19 @@ def _source():
     return {"commit": commit, "dirty": dirty}
 
 
+def upgrade_arguments(arguments):
+    """A run's recorded arguments under today's names (`RENAMED_ARGUMENTS`).
+
+    A run recorded before a rename resumes, and replays from its
+    config.json, as if recorded today.
+    """
+    upgraded = dict(arguments)
+    for old, new in RENAMED_ARGUMENTS.items():
+        if old in upgraded and new not in upgraded:
+            upgraded[new] = upgraded.pop(old)
+    return upgraded
+
+
 def argument_changes(run_dir, arguments):
     """How `arguments` differ from those of the run in `run_dir`.
 
@@ -350,6 +390,7 @@ def argument_changes(run_dir, arguments):
             f"{path} has no arguments object; this tool writes it "
             "atomically, so something else changed it: restore or delete "
             "that file")
+    old = upgrade_arguments(old)
     different = sorted(
         name for name in set(old) | set(arguments)
         if name not in _NOT_IDENTIFYING
@@ -547,17 +588,37 @@ def _summary(rows, *, num_parameters, temperature_over_d):
     return summary
 
 
-def _save_weights(model, path):
-    """Saves the weights atomically (Keras needs a .weights.h5 name)."""
+def _save_atomically(save, path, suffix):
+    """Calls `save(temporary)` (a name ending in `suffix`, which Keras
+    needs), then moves the file to `path` atomically."""
     temporary = os.path.join(os.path.dirname(path),
-                             f".tmp-{os.getpid()}.weights.h5")
+                             f".tmp-{os.getpid()}{suffix}")
     try:
-        model.save_weights(temporary)
+        save(temporary)
         with open(temporary, "rb") as f:
             _rundir.write_bytes(path, f.read())
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def _save_model(model, path):
+    """Saves the whole model as a .keras file, atomically.
+
+    A model Keras cannot serialize (a user's layer without `get_config`)
+    gets a warning, not a failed run: model.weights.h5 holds its weights.
+    """
+    try:
+        _save_atomically(model.save, path, ".keras")
+    except (TypeError, ValueError, NotImplementedError) as error:
+        logging.warning("%s not written: Keras cannot save this model "
+                        "(%s); model.weights.h5 holds its weights.", path,
+                        one_line(error))
+
+
+def _save_weights(model, path):
+    """Saves the weights atomically (Keras needs a .weights.h5 name)."""
+    _save_atomically(model.save_weights, path, ".weights.h5")
 
 
 # The run ---------------------------------------------------------------------
@@ -586,6 +647,8 @@ def run(*, strategy=None, **arguments):
         FloatingPointError: if the training loss becomes NaN or infinite
             (the run's status is then `failed`, with this message).
     """
+    if "weight_decay" in arguments:
+        raise TypeError(weight_decay_message(prefix=""))
     return train(Config(**arguments), strategy=strategy)
 
 
@@ -635,6 +698,16 @@ _INTEGER_RANGES = {"batch_size": 1, "epochs": 1, "temperature_probe": 0,
                    "verbose": 0}
 
 
+def _check_optional_count(name, value, none_means):
+    """Raises ValueError unless `value` is None or an integer in
+    [1, INT32_MAX]."""
+    if value is not None and (isinstance(value, bool)
+                              or not isinstance(value, numbers.Integral)
+                              or not 1 <= value <= INT32_MAX):
+        raise ValueError(f"--{name} must be an integer in [1, {INT32_MAX}] "
+                         f"or None ({none_means}), got {value!r}")
+
+
 def _check_integers(config):
     for name, low in _INTEGER_RANGES.items():
         value = getattr(config, name)
@@ -665,13 +738,10 @@ def check_arguments(config):
             or not 0.0 <= backup_every_s < math.inf):
         raise ValueError(f"--backup_every_s must be a finite number >= 0 "
                          f"(seconds), got {backup_every_s!r}")
-    spe = config.steps_per_execution
-    if spe is not None and (isinstance(spe, bool)
-                            or not isinstance(spe, numbers.Integral)
-                            or not 1 <= spe <= INT32_MAX):
-        raise ValueError(f"--steps_per_execution must be an integer in "
-                         f"[1, {INT32_MAX}] or None (the default), got "
-                         f"{spe!r}")
+    _check_optional_count("steps_per_execution", config.steps_per_execution,
+                          "the default")
+    _check_optional_count("train_subset", config.train_subset,
+                          "the whole training split")
     # The flag's choices are the library's list; `run` takes any string.
     if config.protocol not in protocols.PROTOCOLS:
         raise ValueError(f"--protocol must be one of "
@@ -680,7 +750,7 @@ def check_arguments(config):
     protocols.check_arguments(
         config.protocol, learning_rate=config.learning_rate,
         delta=config.delta, period=config.period, momentum=config.momentum,
-        nesterov=_nesterov(config), coupled_weight_decay=config.weight_decay,
+        nesterov=_nesterov(config), coupled_weight_decay=config.coupled_weight_decay,
         seed=config.seed)
 
 
@@ -816,7 +886,8 @@ def _build(config, strategy):
             config.protocol, learning_rate=config.learning_rate,
             delta=config.delta, period=config.period,
             momentum=config.momentum, nesterov=nesterov,
-            coupled_weight_decay=config.weight_decay, seed=config.seed)
+            coupled_weight_decay=config.coupled_weight_decay,
+            seed=config.seed)
 
     try:
         data = data_lib.load_dataset(
@@ -824,6 +895,7 @@ def _build(config, strategy):
             image_size=parse_image_size(config.image_size))
     except RuntimeError as error:  # TFDS could not download or prepare.
         raise _rundir.UserError(str(error)) from error
+    data = _train_subset(data, config.train_subset)
     steps = data_lib.steps_per_epoch(data.num_train, config.batch_size)
     _check_data_sizes(config, data.num_train, steps)
 
@@ -867,6 +939,18 @@ def _build(config, strategy):
         temperature_over_d=temperature_over_d)
 
 
+def _train_subset(data, size):
+    """The first `size` training examples of `data` (all of them: None)."""
+    if size is None:
+        return data
+    if size > data.num_train:
+        raise ValueError(
+            f"--train_subset={size} is larger than the training set "
+            f"({data.num_train} examples); use at most {data.num_train}")
+    return dataclasses.replace(data, train_images=data.train_images[:size],
+                               train_labels=data.train_labels[:size])
+
+
 def _train_in_folder(config, arguments, setup, strategy):
     """Claims the run folder (locked), trains, and writes the summary."""
     from rlr_keras.experiment import _distribution  # pylint: disable=all
@@ -901,6 +985,7 @@ def _train_in_folder(config, arguments, setup, strategy):
         summary = _summary(rows, num_parameters=setup.network.count_params(),
                            temperature_over_d=setup.temperature_over_d)
         _save_weights(setup.network, os.path.join(output_dir, _WEIGHTS_FILE))
+        _save_model(setup.network, os.path.join(output_dir, _MODEL_FILE))
         _rundir.write_json(os.path.join(output_dir, _rundir.SUMMARY_FILE),
                            summary)
         _rundir.write_status(output_dir, _rundir.DONE)
@@ -1034,9 +1119,7 @@ def as_flag_message(error):
     """One line; a message that starts with a flag's name names the flag."""
     text = one_line(error)
     name = re.match(r"(\w+)(?= must| is |=)", text)
-    if name and name.group(1) in ARGUMENT_NAMES + ("coupled_weight_decay",):
-        flag = {"coupled_weight_decay": "weight_decay"}.get(name.group(1),
-                                                            name.group(1))
-        text = f"--{flag}{text[len(name.group(1)):]}"
+    if name and name.group(1) in ARGUMENT_NAMES:
+        text = f"--{text}"
     return text
 

@@ -24,6 +24,8 @@ import sys
 from absl import app
 from absl import flags
 
+from rlr_keras.experiment.commands import _parsing
+
 _RUNS = flags.DEFINE_list(
     "runs", None,
     "Sweep roots or run folders; every run folder below them is read.")
@@ -68,7 +70,7 @@ def main(argv):
 def run_main():
     """The console script `rlr-plot`."""
     flags.mark_flag_as_required("runs")
-    app.run(main)
+    app.run(main, flags_parser=_parsing.flags_parser("plot.py"))
 
 
 if __name__ == "__main__":

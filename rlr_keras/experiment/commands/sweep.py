@@ -75,17 +75,19 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from rlr_keras import _names
 from rlr_keras import _quiet
 from rlr_keras.experiment import _sweep
 from rlr_keras.experiment import _train
 # The train command's flags (the runs' arguments) and the plot command's
 # (the report at the end) are this command's too.
+from rlr_keras.experiment.commands import _parsing
 from rlr_keras.experiment.commands import plot as plot_command  # noqa: F401
 from rlr_keras.experiment.commands import train as train_command
 
-with _quiet.quiet_imports():  # rlr_keras imports Keras (and TensorFlow).
-    from rlr_keras.protocols import PROTOCOLS
-    from rlr_keras.random_factor import SEED_MAX
+# Keras-free (`--helpfull` starts no framework).
+PROTOCOLS = _names.PROTOCOLS
+SEED_MAX = _names.SEED_MAX
 
 _ROOT = flags.DEFINE_string(
     "root", None, "Folder holding one run folder per grid point. Required.")
@@ -204,19 +206,7 @@ def parse_variant(entry, flag_values=flags.FLAGS):
 
 def _fail(message):
     """Ends the script with one line on stderr (exit status 2)."""
-    message = " ".join(str(message).split())
-    sys.stderr.write(f"sweep.py: error: {message}\n")
-    sys.exit(2)
-
-
-def _parse_flags(argv):
-    """absl's flag parsing, with a bad flag as one line (not the usage)."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as error:
-        _fail(error)
-    except UnicodeDecodeError as error:
-        _fail(train_command.flagfile_error(argv, error))
+    _parsing.fail("sweep.py", message)
 
 
 def main(argv):
@@ -233,6 +223,7 @@ def main(argv):
     if _LAUNCHER.value == "inprocess" and _JOBS.value > 1:
         _fail(f"--jobs={_JOBS.value} trains each run in a process of its own; "
               "drop --launcher=inprocess (or use --launcher=subprocess)")
+    _quiet.quiet_jax_backends()
     logging.set_verbosity(logging.INFO)
     # The in-process run records `failed` and the log `sweep_end`, as for
     # SIGINT (the subprocess launcher forwards the signal to its child).
@@ -276,7 +267,7 @@ def main(argv):
 def run_main():
     """The console script `rlr-sweep`."""
     flags.mark_flag_as_required("root")
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=_parsing.flags_parser("sweep.py"))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from absl import app
 from absl import flags
 
 from rlr_keras import _quiet
+from rlr_keras.experiment.commands import _parsing
 
 
 _QUANTITIES = ("learning_rate", "batch_size", "momentum")
@@ -128,9 +129,8 @@ def _parse_flags(argv):
         rest = FLAGS(argv, known_only=True)
         FLAGS.validate_all_flags()
     except flags.Error as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-    return flags.FLAGS(rest)
+        _parsing.fail("temperature.py", error)
+    return _parsing.flags_parser("temperature.py")(rest)
 
 
 def run_main():

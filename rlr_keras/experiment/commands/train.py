@@ -23,18 +23,20 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from rlr_keras import _names
 from rlr_keras import _quiet
+from rlr_keras import _specs
 from rlr_keras.experiment import _train
+from rlr_keras.experiment.commands import _parsing
 
 _DEFAULT = _train.Config()
 
-# One definition of each name list: the library's (importing it loads Keras,
-# so `--help` takes a few seconds).
-with _quiet.quiet_imports():
-    from rlr_keras.models import MODEL_NAMES as _MODEL_NAMES  # noqa: E402
-    from rlr_keras.protocols import PROTOCOLS as _PROTOCOLS  # noqa: E402
-    from rlr_keras.models import check_model_spec as _check_model_spec  # noqa: E402,E501
-    from rlr_keras.random_factor import SEED_MAX as _SEED_MAX  # noqa: E402
+# The library's name lists, from the one module that defines them without
+# importing Keras: `--helpfull` starts no framework (Keras is imported by
+# `_train.train`, in `main`).
+_MODEL_NAMES = _names.MODEL_NAMES
+_PROTOCOLS = _names.PROTOCOLS
+_SEED_MAX = _names.SEED_MAX
 
 # Flags -----------------------------------------------------------------------
 # Names are those of `Config`'s fields, so that a flagfile, a run's
@@ -61,6 +63,12 @@ flags.DEFINE_string(
     "image_size", _DEFAULT.image_size,
     "H,W: resize the images (bilinear) to H x W pixels, e.g. 28,28 to train "
     "the cnn on the 8x8 digits. Default: native size.")
+flags.DEFINE_integer(
+    "train_subset", _DEFAULT.train_subset,
+    "Train on the first N examples of the training split only (as the "
+    "dataset orders them; each epoch shuffles them with --seed), e.g. for "
+    "a smoke test; --evaluate_train and --temperature_probe use them too. "
+    "Default: the whole split.", lower_bound=1)
 flags.DEFINE_string(
     "vgg_weights", _DEFAULT.vgg_weights,
     "vgg16 only: imagenet (downloads), none (random init) or the path of a "
@@ -87,8 +95,18 @@ flags.DEFINE_bool(
     "Nesterov momentum. Defaults to true when --momentum > 0, false for "
     "--momentum=0 (where Nesterov is undefined).")
 flags.DEFINE_float(
-    "weight_decay", _DEFAULT.weight_decay,
-    "Coupled (PyTorch-style L2) weight decay w, added to the gradient.")
+    "coupled_weight_decay", _DEFAULT.coupled_weight_decay,
+    "Coupled (L2, PyTorch-style) weight decay w, added to the gradient: "
+    "g + w theta (RandomLRSGD's coupled_weight_decay; called --weight_decay "
+    "before 0.2.0).")
+# Refused, so that no one gets Keras' decoupled decay thinking it the
+# paper's coupled one, or the reverse (`_train.weight_decay_message`).
+flags.DEFINE_float(
+    "weight_decay", None,
+    "Refused: Keras' weight_decay is decoupled (subtracted from the "
+    "weights); the paper's coupled L2 term is --coupled_weight_decay.")
+flags.register_validator("weight_decay", lambda value: value is None,
+                         message=_train.weight_decay_message())
 
 # Training.
 flags.DEFINE_integer(
@@ -171,7 +189,7 @@ def _valid_model(value):
     if isinstance(value, str) and value.startswith("callable:"):
         return True
     try:
-        _check_model_spec(value)
+        _specs.check_model_spec(value)
     except (TypeError, ValueError):
         return False
     return True
@@ -200,6 +218,7 @@ def main(argv):
               "option is a --flag", file=sys.stderr)
         return 2
     config = config_from_flags()
+    _quiet.quiet_jax_backends()
     logging.set_verbosity(logging.WARNING if config.verbose == 0
                           else logging.INFO)
     signal.signal(signal.SIGTERM, _train.raise_terminated)
@@ -224,28 +243,10 @@ def main(argv):
     return 0
 
 
-def flagfile_error(argv, error):
-    """One line for a --flagfile that is not UTF-8, naming the file(s)."""
-    names = [arg.split("=", 1)[1] for arg in argv[1:]
-             if arg.startswith(("--flagfile=", "-flagfile="))]
-    return (f"--flagfile={','.join(names) or '?'}: not a UTF-8 text file "
-            f"({_train.one_line(error)})")
-
-
-def _parse_flags(argv):
-    """absl's flag parsing, with a flagfile that is not text as one line."""
-    try:
-        return flags.FLAGS(argv)
-    except UnicodeDecodeError as error:
-        print(f"train.py: error: {flagfile_error(argv, error)}",
-              file=sys.stderr)
-        sys.exit(2)
-
-
 def run_main():
     """The console script `rlr-train`."""
     flags.mark_flag_as_required("output_dir")
-    app.run(main, flags_parser=_parse_flags)
+    app.run(main, flags_parser=_parsing.flags_parser("train.py"))
 
 
 if __name__ == "__main__":
