@@ -28,6 +28,7 @@ import math
 import os
 import socket
 import tempfile
+import time
 
 try:
     import fcntl
@@ -167,13 +168,39 @@ def read_status(run_dir):
     return None if record is None else record.get("status")
 
 
+# The environment variable that names who takes a run folder's lock on
+# behalf of whom (`locked`), e.g. "ray task <id>"; set by the Ray launcher.
+LOCK_OWNER_ENV = "RLR_KERAS_LOCK_OWNER"
+# How long a retried attempt waits for its lost predecessor's lock to go: an
+# NFS server releases a dead client's locks when its lease ends (90 s).
+TAKEOVER_WAIT_S = 180.0
+_TAKEOVER_POLL_S = 0.5
+
+
 @contextlib.contextmanager
-def locked(run_dir):
+def locked(run_dir, owner=None, takeover_wait_s=TAKEOVER_WAIT_S):
     """Holds an exclusive lock on `run_dir` (created if needed) for the block.
 
-    The lock is `fcntl.flock` on `<run_dir>/.lock`: the operating system
-    drops it when the process ends, however it ends, so a killed trainer
-    never leaves a stale lock.
+    The lock is `fcntl.flock` on `<run_dir>/.lock` (on NFS, Linux maps it
+    onto the server's locks, so it holds across nodes): the operating system
+    (or the NFS server, once a dead node's lease ends) drops it when the
+    process ends, however it ends, so a killed trainer never leaves a stale
+    lock. The file records the holder: `pid PID on HOST`, and `(OWNER)`.
+
+    The rule for retries: a busy lock fails at once, except when its holder
+    recorded the same `owner` as ours. Ray retries a task only once its
+    previous attempt is lost (node or worker dead), so a lock held under the
+    same task id belongs to an attempt that is gone but whose lock has not
+    been released yet: we wait up to `takeover_wait_s` for it to go, never
+    break it. Two different tasks (or a user's trainer) never share an
+    owner, so they never wait for each other.
+
+    Args:
+        run_dir: str, the run folder.
+        owner: str or None, who the lock is taken for (e.g. "ray task ID";
+            see `LOCK_OWNER_ENV`).
+        takeover_wait_s: float, how long to wait for a lock held under the
+            same owner.
 
     Raises:
         UserError: if another process holds the lock.
@@ -184,17 +211,25 @@ def locked(run_dir):
         return
     path = os.path.join(run_dir, LOCK_FILE)
     with open(path, "a+", encoding="utf-8") as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise UserError(
-                f"{run_dir} is in use by {holder}; wait for it to end or "
-                "stop it (one trainer per run folder)") from None
+        deadline = time.monotonic() + takeover_wait_s
+        while True:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "another process"
+                if (owner and holder.endswith(f"({owner})")
+                        and time.monotonic() < deadline):
+                    time.sleep(_TAKEOVER_POLL_S)
+                    continue
+                raise UserError(
+                    f"{run_dir} is in use by {holder}; wait for it to end or "
+                    "stop it (one trainer per run folder)") from None
         f.seek(0)
         f.truncate()
-        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}"
+                + (f" ({owner})" if owner else "") + "\n")
         f.flush()
         try:
             yield
