@@ -17,18 +17,21 @@ RESULT_JSON; the test checks the run folders.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 _PORT = 6379  # Free: the namespace is ours.
 _TIMEOUT_S = 600
 
 
-def _ray(*args, env):
-    subprocess.run([os.path.join(os.path.dirname(sys.executable), "ray"),
-                    *args], env=env, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=180)
+def _ray(*args, env, log):
+    with open(log, "ab") as f:
+        subprocess.run([os.path.join(os.path.dirname(sys.executable), "ray"),
+                        *args], env=env, check=True, stdout=f,
+                       stderr=subprocess.STDOUT, timeout=180)
 
 
 def _raylet_pids(marker):
@@ -100,15 +103,19 @@ def main(work, result_path, sweep_flags):
     os.environ.update(env)  # This script joins the cluster too.
     root = os.path.join(work, "sweep")
     address = f"127.0.0.1:{_PORT}"
-    _ray("get-auth-token", "--generate", env=env)
-    _ray("start", "--head", "--node-ip-address=127.0.0.1", f"--port={_PORT}",
-         "--num-cpus=1", "--include-dashboard=false",
-         f"--temp-dir={os.path.join(work, 'ray')}", "--disable-usage-stats",
-         env=env)
+    log = os.path.join(work, "ray.log")
+    # Ray's sockets live in its temporary folder, whose path must stay short
+    # (AF_UNIX paths: 107 bytes).
+    ray_dir = tempfile.mkdtemp(prefix="rlr-ray-")
     result = {}
     try:
+        _ray("get-auth-token", "--generate", env=env, log=log)
+        _ray("start", "--head", "--node-ip-address=127.0.0.1",
+             f"--port={_PORT}", "--num-cpus=1", "--include-dashboard=false",
+             f"--temp-dir={ray_dir}", "--disable-usage-stats", env=env,
+             log=log)
         _ray("start", f"--address={address}", "--node-ip-address=127.0.0.1",
-             "--num-cpus=1", '--resources={"lost_node": 1}', env=env)
+             "--num-cpus=1", '--resources={"lost_node": 1}', env=env, log=log)
         raylets = _raylet_pids("lost_node")
         result["lost_raylets"] = raylets
         command = [sys.executable, "-m", "rlr_keras.experiment.commands.sweep",
@@ -159,6 +166,7 @@ def main(work, result_path, sweep_flags):
         subprocess.run([os.path.join(os.path.dirname(sys.executable), "ray"),
                         "stop", "--force"], env=env, capture_output=True,
                        timeout=120, check=False)
+        shutil.rmtree(ray_dir, ignore_errors=True)
         with open(result_path, "w", encoding="utf-8") as f:
             json.dump(result, f)
 

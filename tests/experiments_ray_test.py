@@ -10,9 +10,11 @@ its own) that loses a node mid-run.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -295,9 +297,10 @@ def test_two_node_cluster_survives_a_lost_node(tmp_path):
         env=_env(), check=False)
     assert result_path.exists(), cluster.stderr[-3000:]
     seen = json.loads(result_path.read_text())
-    logs = "\n".join((tmp_path / f"sweep{i}.log").read_text(errors="replace")
-                     [-2000:] for i in (1, 2) if (tmp_path / f"sweep{i}.log")
-                     .exists())
+    logs = "\n".join(
+        path.read_text(errors="replace")[-2000:]
+        for path in (tmp_path / f"{i}.log" for i in ("ray", "sweep1", "sweep2"))
+        if path.exists())
     assert seen.get("first") == 0 and seen.get("second") == 0, (seen, logs)
     assert seen["status_at_kill"] == "running", seen  # Killed mid-run.
     root = str(tmp_path / "sweep")
@@ -334,3 +337,36 @@ def test_two_node_cluster_survives_a_lost_node(tmp_path):
     second = events[[e["event"] for e in events].index("sweep_end") + 1:]
     assert sorted(e["run"] for e in second if e["event"] == "skip") == names
     assert not [e for e in second if e["event"] in ("start", "failed")]
+
+
+@pytest.mark.slow
+@needs_ray
+def test_sigterm_cancels_the_tasks_and_the_runs_record_it(tmp_path):
+    root = tmp_path / "sweep"
+    with open(tmp_path / "sweep.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rlr_keras.experiment.commands.sweep",
+             f"--root={root}", "--epochs=200", "--backup_every_s=0", *_GRID,
+             "--launcher=ray"],
+            cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            def training():
+                return all(_rundir.read_jsonl(
+                    root / name / _rundir.METRICS_FILE)
+                    for name in ("constant_seed=0", "random_seed=0"))
+
+            deadline = time.monotonic() + _TIMEOUT_S
+            while not training() and process.poll() is None:
+                assert time.monotonic() < deadline, "the runs never trained"
+                time.sleep(0.1)
+            assert process.poll() is None, "the sweep ended before SIGTERM"
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=_TIMEOUT_S) == 128 + signal.SIGTERM
+        finally:
+            process.kill()
+            process.wait()
+    for name in ("constant_seed=0", "random_seed=0"):
+        assert _rundir.read_status(str(root / name)) == _rundir.FAILED, name
+    failed = [e["run"] for e in sweep.read_log(str(root))
+              if e["event"] == "failed"]
+    assert sorted(failed) == ["constant_seed=0", "random_seed=0"]

@@ -21,7 +21,7 @@ used (`pip install "rlr_keras[ray]"`).
   lock (`_rundir.locked`) keeps two workers off one run and lets a retry
   take over from the attempt that was lost.
 - SIGINT or SIGTERM of the sweep cancels every task: each train child gets
-  SIGINT and records its run `failed`, and the sweep stops once they have.
+  SIGTERM and records its run `failed`, and the sweep stops once they have.
 """
 
 import os
@@ -42,6 +42,8 @@ MAX_RETRIES = 3
 _CANCEL_WAIT_S = 120.0
 # How often the driver looks for runs that started.
 _POLL_S = 1.0
+# How often a task looks whether its train child ended.
+_CHILD_POLL_S = 0.2
 
 
 def require():
@@ -121,9 +123,9 @@ def check_shared_root(ray, root):
 def _train_task(name, argv, log_path, attempt_path, env):
     """One run, as a Ray task: the train command in a child on this node.
 
-    Returns {"node", "host", "pid", "returncode", "seconds"}. A SIGINT-like
-    cancel (KeyboardInterrupt) is passed on to the child as SIGINT, and the
-    task waits for the child to record its run failed.
+    Returns {"node", "host", "pid", "returncode", "seconds"}. A cancel
+    (KeyboardInterrupt) is passed on to the child as SIGTERM, and the task
+    waits for the child to record its run failed.
     """
     import ray  # pylint: disable=g-import-not-at-top
 
@@ -142,15 +144,36 @@ def _train_task(name, argv, log_path, attempt_path, env):
         child = subprocess.Popen(  # pylint: disable=all
             [sys.executable, *argv], env=env, stdout=log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_jobs.die_with_parent(os.getpid()))  # noqa: PLW1509
+            preexec_fn=_child_preexec(os.getpid()))  # noqa: PLW1509
         try:
-            returncode = child.wait()
+            # Polled, not child.wait(): ray.cancel's KeyboardInterrupt reaches
+            # Python code only, not a thread blocked in waitpid.
+            while child.poll() is None:
+                time.sleep(_CHILD_POLL_S)
+            returncode = child.returncode
         except KeyboardInterrupt:  # ray.cancel: the run records it.
-            child.send_signal(signal.SIGINT)
+            child.send_signal(signal.SIGTERM)
             child.wait()
             raise
     return dict(where, pid=child.pid, returncode=returncode,
                 seconds=time.monotonic() - start)
+
+
+def _child_preexec(worker_pid):
+    """The train child dies with the worker and hears SIGINT and SIGTERM.
+
+    Ray workers ignore or block SIGINT, which an exec keeps: the child
+    restores and unblocks both, so that a cancel reaches the run.
+    """
+    die = _jobs.die_with_parent(worker_pid)
+
+    def preexec():
+        signals = (signal.SIGINT, signal.SIGTERM)
+        for signum in signals:
+            signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+        die()
+    return preexec
 
 
 def _child_env(run_cpus, run_gpus):
@@ -261,9 +284,16 @@ def _wait(ray, root, refs, paths, todo, progress, failure):
                      [now - t for n, t in started.items() if n in
                       refs.values()])
 
+    terminated = []
+
+    def on_sigterm(signum, frame):
+        del frame
+        terminated.append(signum)
+        raise KeyboardInterrupt(f"terminated by signal {signum}")
+
     previous = signal.getsignal(signal.SIGTERM)
     if _is_main_thread():
-        signal.signal(signal.SIGTERM, _raise_terminated)
+        signal.signal(signal.SIGTERM, on_sigterm)
     try:
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1, timeout=_POLL_S)
@@ -271,18 +301,21 @@ def _wait(ray, root, refs, paths, todo, progress, failure):
             for ref in ready:
                 if ref in refs:
                     end(ref)
-    except KeyboardInterrupt as interrupt:
+    except KeyboardInterrupt:
+        # Ray turns a signal during ray.wait into a plain KeyboardInterrupt:
+        # `terminated` says whether it was SIGTERM.
         for ref in refs:
             ray.cancel(ref)
         ray.wait(list(refs), num_returns=len(refs), timeout=_CANCEL_WAIT_S)
         look_for_starts()
         for ref in list(refs):
             if refs[ref] in started:
-                end(ref, error=f"{type(interrupt).__name__}: sweep stopped "
-                    "by a signal")
+                end(ref, error=None if _ended(ray, ref) else
+                    "KeyboardInterrupt: the sweep stopped; the run did not "
+                    "end in time")
             else:
                 refs.pop(ref)
-        if isinstance(interrupt, _Terminated):
+        if terminated:
             raise SystemExit(128 + signal.SIGTERM) from None
         raise
     finally:
@@ -290,13 +323,10 @@ def _wait(ray, root, refs, paths, todo, progress, failure):
             signal.signal(signal.SIGTERM, previous)
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM of the driver, handled like SIGINT."""
-
-
-def _raise_terminated(signum, frame):
-    del frame
-    raise _Terminated(f"terminated by signal {signum}")
+def _ended(ray, ref):
+    """Whether the task `ref` ended (done, failed or cancelled)."""
+    ready, _ = ray.wait([ref], timeout=0)
+    return bool(ready)
 
 
 def _is_main_thread():
