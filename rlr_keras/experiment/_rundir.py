@@ -218,8 +218,11 @@ def locked(run_dir, owner=None, takeover_wait_s=TAKEOVER_WAIT_S):
                 break
             except BlockingIOError:
                 f.seek(0)
-                holder = f.read().strip() or "another process"
-                if (owner and holder.endswith(f"({owner})")
+                recorded = f.read().strip()
+                holder = recorded or "another process"
+                # Empty: the holder is just taking or releasing the lock.
+                if (owner and (not recorded
+                               or recorded.endswith(f"({owner})"))
                         and time.monotonic() < deadline):
                     time.sleep(_TAKEOVER_POLL_S)
                     continue
