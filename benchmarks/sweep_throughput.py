@@ -1,4 +1,4 @@
-r"""Sweep throughput: one run at a time vs --jobs vs Ray; runs per hour on a GPU.
+r"""Sweep throughput: sequential vs --jobs vs Ray; runs per hour on a GPU.
 
 CPU mode (the default): the wall time of one Model 1 sweep (`--model=mlp`,
 `--protocols` x `--seeds`, `--epochs` each, `--deterministic`) made three
