@@ -129,7 +129,9 @@ def sweep(root: str, *, model: Any, dataset: Any,
           periods: Optional[Sequence[float]] = None,
           grid: Sequence[Any] = (), variants: Sequence[Mapping] = (),
           launcher: Optional[str] = None, jobs: int = 1,
-          runs_per_gpu: int = 1, plot: bool = True,
+          runs_per_gpu: int = 1, ray_address: Optional[str] = None,
+          run_cpus: Optional[float] = None,
+          run_gpus: Optional[float] = None, plot: bool = True,
           title: Optional[str] = None,
           group_by: Optional[Sequence[str]] = None,
           equivalence_margin: float = 0.005, dry_run: bool = False,
@@ -150,8 +152,10 @@ def sweep(root: str, *, model: Any, dataset: Any,
             per period); required with "cyclic".
         grid: `[(name, [values]), ...]`, train arguments to sweep (product).
         variants: `[{name: value, ...}, ...]`, sets of train arguments.
-        launcher: "inprocess" (this process) or "subprocess" (a fresh
-            process per run; needs a model and dataset given as specs).
+        launcher: "inprocess" (this process), "subprocess" (a fresh
+            process per run; needs a model and dataset given as specs) or
+            "ray" (each run a Ray task; specs too; `pip install
+            "rlr_keras[ray]"`).
             Defaults to "inprocess", or "subprocess" when jobs > 1.
         jobs: int >= 1, how many runs train at once, each in a process of
             its own (output in `root/logs/<name>.log`): one GPU each if
@@ -159,6 +163,11 @@ def sweep(root: str, *, model: Any, dataset: Any,
             (one run after the other).
         runs_per_gpu: int >= 1, how many of the `jobs` runs may share one
             GPU. Defaults to 1.
+        ray_address: str, launcher "ray": "local" (a Ray of the sweep's
+            own, the default), "auto" or "HOST:PORT" (a running cluster;
+            `root` must be on storage every node shares).
+        run_cpus, run_gpus: float, launcher "ray": the CPUs and GPUs each
+            run's task asks for (fractions allowed). Default 1 and 0.
         plot: bool, write the report into `root/plots` at the end.
         title, group_by, equivalence_margin: passed to `report`.
         dry_run: bool, only list the runs and their status.
@@ -171,7 +180,9 @@ def sweep(root: str, *, model: Any, dataset: Any,
         ValueError, TypeError: for an inconsistent grid, or a model or
             dataset that does not load (checked before any run starts);
             for jobs > 1 with launcher "inprocess", or more jobs than the
-            visible GPUs hold.
+            visible GPUs hold; Ray options without launcher "ray", or a
+            root that not every Ray node sees.
+        ImportError: launcher "ray" without Ray installed.
     """
     from rlr_keras.experiment import _sweep  # pylint: disable=all
 
@@ -180,7 +191,8 @@ def sweep(root: str, *, model: Any, dataset: Any,
         root=root, base_arguments=base_arguments, protocols=list(protocols),
         seeds=list(seeds), periods=None if periods is None else list(periods),
         grid=list(grid), variants=list(variants), launcher=launcher,
-        jobs=jobs, runs_per_gpu=runs_per_gpu,
+        jobs=jobs, runs_per_gpu=runs_per_gpu, ray_address=ray_address,
+        run_cpus=run_cpus, run_gpus=run_gpus,
         make_plots=plot, title=title, group_by=group_by,
         equivalence_margin=equivalence_margin, dry_run=dry_run)
 

@@ -28,6 +28,7 @@ import math
 import os
 import socket
 import tempfile
+import time
 
 try:
     import fcntl
@@ -185,18 +186,36 @@ def read_status(run_dir):
     return None if record is None else record.get("status")
 
 
-def _lock_file(path, run_dir):
-    """Opens and locks `path`; None if it was removed meanwhile (retry)."""
+# The environment variable that names who takes a run folder's lock on
+# behalf of whom (`locked`), e.g. "ray task <id>"; set by the Ray launcher.
+LOCK_OWNER_ENV = "RLR_KERAS_LOCK_OWNER"
+# How long a retried attempt waits for its lost predecessor's lock to go: an
+# NFS server releases a dead client's locks when its lease ends (90 s).
+TAKEOVER_WAIT_S = 180.0
+_TAKEOVER_POLL_S = 0.5
+
+
+def _lock_file(path, run_dir, owner, deadline):
+    """Opens and locks `path` (the rule of `locked`); None if the file was
+    removed meanwhile (then take the new one)."""
     f = open(path, "a+", encoding="utf-8")  # noqa: SIM115  # Kept open.
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.seek(0)
-        holder = f.read().strip() or "another process"
-        f.close()
-        raise UserError(
-            f"{run_dir} is in use by {holder}; wait for it to end or stop "
-            "it (one trainer per run folder)") from None
+    while True:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            f.seek(0)
+            recorded = f.read().strip()
+            # Empty: the holder is just taking or releasing the lock.
+            if (owner and (not recorded or recorded.endswith(f"({owner})"))
+                    and time.monotonic() < deadline):
+                time.sleep(_TAKEOVER_POLL_S)
+                continue
+            f.close()
+            raise UserError(
+                f"{run_dir} is in use by {recorded or 'another process'}; "
+                "wait for it to end or stop it (one trainer per run "
+                "folder)") from None
     try:
         current = os.stat(path).st_ino
     except FileNotFoundError:
@@ -208,15 +227,32 @@ def _lock_file(path, run_dir):
 
 
 @contextlib.contextmanager
-def locked(run_dir):
+def locked(run_dir, owner=None, takeover_wait_s=TAKEOVER_WAIT_S):
     """Holds an exclusive lock on `run_dir` (created if needed) for the block.
 
-    The lock is `fcntl.flock` on `<run_dir>/.lock`: the operating system
-    drops it when the process ends, however it ends, so a killed trainer
-    never leaves a stale lock. The file is removed when the block ends (a
-    finished folder holds no `.lock`); a process that opened it just before
-    sees, once it holds the lock, that it locked a removed file, and takes
-    the new one.
+    The lock is `fcntl.flock` on `<run_dir>/.lock` (on NFS, Linux maps it
+    onto the server's locks, so it holds across nodes): the operating system
+    (or the NFS server, once a dead node's lease ends) drops it when the
+    process ends, however it ends, so a killed trainer never leaves a stale
+    lock. The file records the holder: `pid PID on HOST`, and `(OWNER)`. It
+    is removed when the block ends (a finished folder holds no `.lock`); a
+    process that opened it just before sees, once it holds the lock, that it
+    locked a removed file, and takes the new one.
+
+    The rule for retries: a busy lock fails at once, except when its holder
+    recorded the same `owner` as ours. Ray retries a task only once its
+    previous attempt is lost (node or worker dead), so a lock held under the
+    same task id belongs to an attempt that is gone but whose lock has not
+    been released yet: we wait up to `takeover_wait_s` for it to go, never
+    break it. Two different tasks (or a user's trainer) never share an
+    owner, so they never wait for each other.
+
+    Args:
+        run_dir: str, the run folder.
+        owner: str or None, who the lock is taken for (e.g. "ray task ID";
+            see `LOCK_OWNER_ENV`).
+        takeover_wait_s: float, how long to wait for a lock held under the
+            same owner.
 
     Raises:
         UserError: if another process holds the lock.
@@ -226,13 +262,15 @@ def locked(run_dir):
         yield
         return
     path = os.path.join(run_dir, LOCK_FILE)
+    deadline = time.monotonic() + takeover_wait_s
     f = None
     while f is None:
-        f = _lock_file(path, run_dir)
+        f = _lock_file(path, run_dir, owner, deadline)
     with f:
         f.seek(0)
         f.truncate()
-        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}"
+                + (f" ({owner})" if owner else "") + "\n")
         f.flush()
         try:
             yield

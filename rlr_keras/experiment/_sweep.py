@@ -27,6 +27,7 @@ from absl import logging
 from rlr_keras import _names
 from rlr_keras import _quiet
 from rlr_keras.experiment import _jobs
+from rlr_keras.experiment import _ray
 from rlr_keras.experiment import _rundir
 from rlr_keras.experiment import _train
 
@@ -390,16 +391,13 @@ class _Progress:
                      _duration(eta))
 
 
-def _run_one_at_a_time(todo, launcher, progress):
+def _run_one_at_a_time(todo, train, progress):
     for name, arguments in todo:
         progress.start(name)
         start = time.monotonic()
         error = None
         try:
-            if launcher == "inprocess":
-                _train.run(**arguments)
-            else:
-                _run_subprocess(arguments)
+            train(arguments)
         except Exception as exception:  # pylint: disable=broad-except
             error = f"{type(exception).__name__}: {exception}"
         except BaseException as exception:  # SIGINT, SIGTERM: record, stop.
@@ -461,9 +459,43 @@ def _run_at_once(root, todo, slots, progress):
         slots, on_start=on_start, on_end=on_end)
 
 
+def _launch_inprocess(root, todo, progress, **unused):
+    del root, unused
+    _run_one_at_a_time(todo, lambda arguments: _train.run(**arguments),
+                       progress)
+
+
+def _launch_subprocess(root, todo, progress, *, slots, **unused):
+    del unused
+    if len(slots) == 1:
+        _run_one_at_a_time(todo, _run_subprocess, progress)
+    else:
+        _run_at_once(root, todo, slots, progress)
+
+
+def _launch_ray(root, todo, progress, **options):
+    _ray.launch(root, todo, progress,
+                train_argv=lambda arguments: _train_command(arguments)[1:],
+                failure=_failure, **options)
+
+
+# The launchers: name -> function(root, todo, progress, **options) that
+# trains `todo` (a list of (name, train.run arguments)) and records each
+# start and end in `progress`. A new launcher is one entry here.
+LAUNCHERS = {
+    "inprocess": _launch_inprocess,
+    "subprocess": _launch_subprocess,
+    "ray": _launch_ray,
+}
+# Launchers that start each run in a new process (which needs the model and
+# dataset as specs).
+_NEW_PROCESS = ("subprocess", "ray")
+
+
 def run(*, root, base_arguments, protocols=PROTOCOLS,
         seeds=(0, 1, 2), periods=None, grid=(), variants=(),
-        launcher=None, jobs=1, runs_per_gpu=1, make_plots=True, title=None,
+        launcher=None, jobs=1, runs_per_gpu=1, ray_address=None,
+        run_cpus=None, run_gpus=None, make_plots=True, title=None,
         group_by=None, equivalence_margin=0.005, dry_run=False):
     """Runs (or resumes) a sweep; returns {"done": [...], "failed": {...}}.
 
@@ -472,12 +504,16 @@ def run(*, root, base_arguments, protocols=PROTOCOLS,
         base_arguments: dict, train.run arguments common to all runs (its
             output_dir, protocol, period and seed are ignored).
         protocols, seeds, periods, grid, variants: the grid, see `expand`.
-        launcher: "inprocess", "subprocess", or None: "inprocess" for
-            jobs=1 and "subprocess" otherwise.
+        launcher: "inprocess", "subprocess", "ray" (`_ray`), or None:
+            "inprocess" for jobs=1 and "subprocess" otherwise.
         jobs: int >= 1, how many runs train at once, each in a train child
             of its own (`_jobs`: GPUs, cores); their output goes to
             `<root>/logs/<name>.log`. 1 trains one run after the other.
         runs_per_gpu: int >= 1, how many of the `jobs` runs may share a GPU.
+        ray_address: str, launcher "ray" only: "local" (default: a Ray of
+            this sweep's own), "auto" or "HOST:PORT" (a running cluster).
+        run_cpus, run_gpus: numbers (fractions allowed), launcher "ray"
+            only: what each run's task asks for. Default 1 and 0.
         make_plots: bool, run plot.py on the finished runs at the end.
         title, group_by, equivalence_margin: passed to `plot.run`.
         dry_run: bool, only list the runs.
@@ -488,13 +524,37 @@ def run(*, root, base_arguments, protocols=PROTOCOLS,
 
     Raises:
         ValueError: for a bad grid or launcher, jobs > 1 with launcher
-            "inprocess", or more jobs than the visible GPUs hold.
+            "inprocess" or "ray", Ray options without launcher "ray", more
+            jobs than the visible GPUs hold, or (Ray) a `root` that not
+            every node sees.
+        ImportError: launcher "ray" without Ray installed (one line).
     """
     if launcher is None:
         launcher = "inprocess" if jobs == 1 else "subprocess"
-    if launcher not in ("inprocess", "subprocess"):
-        raise ValueError(
-            f"launcher must be 'inprocess' or 'subprocess', got {launcher!r}")
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"launcher must be one of "
+                         f"{', '.join(map(repr, LAUNCHERS))}, got {launcher!r}")
+    ray_options = {"ray_address": ray_address, "run_cpus": run_cpus,
+                   "run_gpus": run_gpus}
+    if launcher != "ray":
+        for name, value in ray_options.items():
+            if value is not None:
+                raise ValueError(f"{name} applies only to launcher='ray', got "
+                                 f"{name}={value!r} with launcher={launcher!r}")
+        ray_options = {}
+    else:
+        ray_options = {"ray_address": ("local" if ray_address is None
+                                       else ray_address),
+                       "run_cpus": 1 if run_cpus is None else run_cpus,
+                       "run_gpus": 0 if run_gpus is None else run_gpus}
+        _ray.check_options(**ray_options)
+        if jobs != 1:
+            raise ValueError(
+                f"jobs={jobs} applies to launcher='subprocess'; with "
+                "launcher='ray' Ray runs as many runs at once as the "
+                "cluster has room for (run_cpus, run_gpus per run)")
+        _ray.require()
+        root = os.path.abspath(root)  # Every node reads the same path.
     slots = _jobs.plan(jobs, gpus=_jobs.visible_gpus() if jobs > 1 else [],
                        runs_per_gpu=runs_per_gpu)
     if jobs > 1 and launcher == "inprocess":
@@ -507,13 +567,13 @@ def run(*, root, base_arguments, protocols=PROTOCOLS,
                   seeds=list(seeds), periods=periods, grid=grid,
                   variants=variants)
     recorded = _Recorded()
-    if launcher == "subprocess":
+    if launcher in _NEW_PROCESS:
         for name, arguments in runs:
             for key in ("model", "dataset"):
                 spec = recorded(arguments)[key]
                 if spec != arguments[key]:
                     raise ValueError(
-                        f"launcher='subprocess' (and jobs > 1) starts each "
+                        f"launcher={launcher!r} (and jobs > 1) starts each "
                         f"run in a new "
                         f"process, which cannot receive {key}={spec} (a "
                         "Python object); use launcher='inprocess', or give "
@@ -549,7 +609,7 @@ def run(*, root, base_arguments, protocols=PROTOCOLS,
     _rundir.write_hparams_experiment(
         root, _hparams_domains(runs, varying), HPARAMS_METRICS)
     _log_event(root, "sweep_start", total=total, done=len(skipped),
-               jobs=jobs)
+               jobs=jobs, launcher=launcher, **ray_options)
     if jobs > 1:
         logging.info("%d runs at once, each in its own process: %s.", jobs,
                      "; ".join(slot.device for slot in slots))
@@ -561,10 +621,7 @@ def run(*, root, base_arguments, protocols=PROTOCOLS,
         else:
             todo.append((name, arguments))
     try:
-        if jobs == 1:
-            _run_one_at_a_time(todo, launcher, progress)
-        else:
-            _run_at_once(root, todo, slots, progress)
+        LAUNCHERS[launcher](root, todo, progress, slots=slots, **ray_options)
     except BaseException as error:  # SIGINT, SIGTERM: the log says so.
         _log_event(root, "sweep_end", done=len(progress.done),
                    failed=len(progress.failed),

@@ -672,7 +672,8 @@ def train(config, *, strategy=None):
     with _keras_state(config, strategy) as strategy:
         with _quiet.quiet_imports():  # Some layers import TensorFlow late.
             setup = _build(config, strategy)
-        with _rundir.locked(setup.output_dir):
+        with _rundir.locked(setup.output_dir,
+                            owner=os.environ.get(_rundir.LOCK_OWNER_ENV)):
             return _train_in_folder(config, arguments, setup, strategy)
 
 

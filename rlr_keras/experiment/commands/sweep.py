@@ -56,6 +56,13 @@ SIGINT/SIGTERM reach every child, and the sweep waits for all of them to
 record their status. With `--deterministic` on CPU the runs' metrics are
 the same bit for bit as one at a time.
 
+`--launcher=ray` makes each run one Ray task asking for `--run_cpus` and
+`--run_gpus` (fractions allowed), on a Ray of its own (`--ray_address=local`,
+the default) or a running cluster (`auto` or HOST:PORT); `--root` must be on
+storage every node shares (checked at start). A run whose node is lost is
+retried elsewhere and resumes from its last backup; see
+`rlr_keras.experiment._ray`. Needs `pip install "rlr_keras[ray]"`.
+
 A bad flag or grid ends the script before anything runs, with one line on
 stderr naming the flag, the value and what is allowed (exit status 2).
 
@@ -108,9 +115,10 @@ _VARIANT = flags.DEFINE_multi_string(
     "NAME=V,NAME=V,...: one configuration of several train.py flags "
     "(repeatable; each variant is crossed with the rest of the grid).")
 _LAUNCHER = flags.DEFINE_enum(
-    "launcher", None, ["inprocess", "subprocess"],
-    "Run each training in this process or in a fresh train.py process. "
-    "Default: inprocess, or subprocess with --jobs > 1.")
+    "launcher", None, list(_sweep.LAUNCHERS),
+    "Run each training in this process, in a fresh train.py process, or as "
+    "a Ray task (pip install \"rlr_keras[ray]\"). Default: inprocess, or "
+    "subprocess with --jobs > 1.")
 _JOBS = flags.DEFINE_integer(
     "jobs", 1,
     "How many runs train at once, each in a train.py process of its own "
@@ -121,6 +129,19 @@ _RUNS_PER_GPU = flags.DEFINE_integer(
     "runs_per_gpu", 1,
     "With --jobs > 1 and GPUs: how many runs may share one GPU (then JAX "
     "does not preallocate and TensorFlow grows its memory).", lower_bound=1)
+_RAY_ADDRESS = flags.DEFINE_string(
+    "ray_address", None,
+    "With --launcher=ray: 'local' (default) starts a Ray on this machine; "
+    "'auto' or HOST:PORT joins a running cluster. --root must be on storage "
+    "every node shares.")
+_RUN_CPUS = flags.DEFINE_float(
+    "run_cpus", None,
+    "With --launcher=ray: CPUs each run's task asks for (default 1; "
+    "fractions allowed).")
+_RUN_GPUS = flags.DEFINE_float(
+    "run_gpus", None,
+    "With --launcher=ray: GPUs each run's task asks for (default 0; "
+    "fractions allowed: 0.25 lets four runs share a GPU).")
 _PLOT = flags.DEFINE_bool(
     "plot", True, "Draw figures and tables into <root>/plots at the end.")
 _DRY_RUN = flags.DEFINE_bool(
@@ -220,6 +241,14 @@ def main(argv):
         _fail(f"--delta applies only to the random protocol, got --delta="
               f"{flags.FLAGS.delta!r} with --protocols="
               f"{','.join(_PROTOCOLS.value)}")
+    for flag in (_RAY_ADDRESS, _RUN_CPUS, _RUN_GPUS):
+        if flag.present and _LAUNCHER.value != "ray":
+            _fail(f"--{flag.name} applies only to --launcher=ray, got "
+                  f"--{flag.name}={flag.value} with --launcher="
+                  f"{_LAUNCHER.value or 'inprocess'}")
+    if _LAUNCHER.value == "ray" and _JOBS.value > 1:
+        _fail(f"--jobs={_JOBS.value} applies to --launcher=subprocess; with "
+              "--launcher=ray each run asks for --run_cpus and --run_gpus")
     if _LAUNCHER.value == "inprocess" and _JOBS.value > 1:
         _fail(f"--jobs={_JOBS.value} trains each run in a process of its own; "
               "drop --launcher=inprocess (or use --launcher=subprocess)")
@@ -247,13 +276,17 @@ def main(argv):
             launcher=_LAUNCHER.value,
             jobs=_JOBS.value,
             runs_per_gpu=_RUNS_PER_GPU.value,
+            ray_address=_RAY_ADDRESS.value,
+            run_cpus=_RUN_CPUS.value,
+            run_gpus=_RUN_GPUS.value,
             make_plots=_PLOT.value,
             title=flags.FLAGS.title,
             group_by=flags.FLAGS.group_by,
             equivalence_margin=flags.FLAGS.equivalence_margin,
             dry_run=_DRY_RUN.value,
         )
-    except (ValueError, TypeError, FileNotFoundError) as error:  # Model, data.
+    except (ValueError, TypeError, FileNotFoundError,  # Model, data.
+            ImportError) as error:  # Ray not installed.
         _fail(error)
     except _train.Terminated as error:
         sys.stderr.write(f"sweep.py: {_train.one_line(error)}; the run's "
