@@ -9,7 +9,7 @@ Usage: python _ray_cluster_script.py WORK_DIR RESULT_JSON -- SWEEP_FLAGS...
    custom resource `lost_node` so that its raylet can be found).
 2. Runs the sweep on the cluster (--launcher=ray --ray_address=...), and
    kills the second node's raylet and its workers by PID (a lost node) once
-   the run there has completed an epoch: Ray retries it on the head node.
+   the run there has backed up an epoch: Ray retries it on the head node.
 3. Runs the same sweep again (it must skip every run).
 Writes what it saw (return codes, the lost node's id and run) to
 RESULT_JSON; the test checks the run folders.
@@ -96,6 +96,17 @@ def _metrics_rows(run_dir):
         return 0
 
 
+def _backed_up_epoch(run_dir):
+    """The epoch of the run's backup (Keras' BackupAndRestore), else 0.
+
+    The metrics row of an epoch is written before its backup: a kill in
+    between would restart the run rather than resume it.
+    """
+    metadata = _read_json(os.path.join(run_dir, "backup",
+                                       "training_metadata.json")) or {}
+    return metadata.get("epoch", 0) or 0
+
+
 def main(work, result_path, sweep_flags):
     env = dict(os.environ, HOME=os.path.join(work, "home"),
                RAY_AUTH_MODE="token", RAY_USAGE_STATS_ENABLED="0")
@@ -146,8 +157,8 @@ def main(work, result_path, sweep_flags):
             ray.shutdown()
             run = next(name for name, node in node_ids.items()
                        if node == lost)
-            _wait(lambda: _metrics_rows(os.path.join(root, run)) >= 1
-                  or sweep.poll() is not None, "an epoch of the run")
+            _wait(lambda: _backed_up_epoch(os.path.join(root, run)) >= 1
+                  or sweep.poll() is not None, "a backed-up epoch of the run")
             status = _read_json(os.path.join(root, run, "status.json")) or {}
             result.update(lost_node=lost, lost_run=run,
                           rows_at_kill=_metrics_rows(os.path.join(root, run)),

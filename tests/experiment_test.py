@@ -378,6 +378,7 @@ def _run_command(command, run_dir, user_file):
     assert completed.returncode == 0, completed.stderr[-3000:]
 
 
+@pytest.mark.backend_independent
 @pytest.mark.slow
 def test_script_and_console_script_make_identical_run_folders(tmp_path,
                                                               user_code):

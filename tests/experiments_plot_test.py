@@ -444,7 +444,7 @@ def test_matplotlib_only_where_a_report_is_made(sweep_root, tmp_path):
         "else:\n"
         "    raise AssertionError('no ImportError')\n")
     result = subprocess.run(
-        [sys.executable, "-c", code, root, str(tmp_path / "sweep"),
+        [sys.executable, "-c", code, root, str(tmp_path / "own_sweep"),
          str(tmp_path / "plots")],
         capture_output=True, text=True, timeout=300, check=False,
         env=dict(os.environ, PYTHONPATH=_REPO, KERAS_BACKEND="jax"))

@@ -85,6 +85,7 @@ def _events(root):
     return [event for event in sweep.read_log(root) if event["run"]]
 
 
+@pytest.mark.backend_independent
 def test_killed_sweep_resumes_without_repeating_or_losing_runs(tmp_path):
     root = str(tmp_path / "sweep")
     command = [sys.executable, os.path.join(_REPO, "experiments", "sweep.py"),
@@ -302,6 +303,7 @@ def _run_sweep(*args):
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=_REPO))
 
 
+@pytest.mark.backend_independent
 @pytest.mark.parametrize("args, expected", [
     (["--protocols=constant", "--periods=6"],
      ["--periods", "6", "only to the cyclic", "--protocols=constant"]),
@@ -355,6 +357,7 @@ def _children(pid):
     return children
 
 
+@pytest.mark.backend_independent
 @pytest.mark.skipif(not sys.platform.startswith("linux"),
                     reason="PR_SET_PDEATHSIG is Linux's")
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM],

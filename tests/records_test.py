@@ -20,6 +20,10 @@ import sys
 import numpy as np
 import pytest
 
+# The records' flags and train.py's command line are the same on every
+# backend: checked once, in the TensorFlow run.
+pytestmark = pytest.mark.backend_independent
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _RECORDS = sorted(glob.glob(
     os.path.join(_REPO, "docs", "results", "*", "runs", "*", "flags.cfg")))

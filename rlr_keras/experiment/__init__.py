@@ -44,7 +44,7 @@ A run made from Python objects records their names (`callable:module.f`,
 `arrays:<digest>`) and cannot be replayed from the command line; one made
 from specs replays with `rlr-train --flagfile=<run>/flags.cfg`.
 
-Plotting and statistics (matplotlib, SciPy: `pip install
+Plotting and statistics (matplotlib, SciPy, statsmodels: `pip install
 "rlr_keras[experiments]"`) are imported only when a report is made.
 
 Example:

@@ -75,11 +75,11 @@ from absl import logging
 
 from rlr_keras.experiment import _rundir
 
-try:  # SciPy (and matplotlib, imported where a figure is drawn).
+try:  # SciPy, statsmodels (matplotlib is imported where a figure is drawn).
     from rlr_keras.experiment import _stats
 except ImportError as _error:
     raise ImportError(
-        f"reports need SciPy and matplotlib ({_error}): pip install "
+        f"reports need SciPy, statsmodels and matplotlib ({_error}): pip install "
         "\"rlr_keras[experiments]\"") from _error
 
 ALPHA = 0.05  # Level of every test.
