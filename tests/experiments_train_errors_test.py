@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 
 import keras
@@ -251,6 +252,42 @@ def test_sigterm_records_failed_terminated(tmp_path):
     status = _rundir.read_json(os.path.join(output_dir, "status.json"))
     assert status["status"] == "failed"
     assert "terminated" in status["error"]
+
+
+@pytest.mark.parametrize("signum, error", [
+    (signal.SIGTERM, "Terminated"), (signal.SIGINT, "KeyboardInterrupt")])
+def test_an_interrupt_lost_in_a_gc_callback_is_raised_again(signum, error):
+    # A signal handled while a gc callback runs (as JAX's _xla_gc_callback)
+    # raises there, and Python drops it ("Exception ignored in"); the run
+    # would train on until killed (CI: exit 137 instead of 124).
+    program = textwrap.dedent(f"""
+        import gc, os, sys, time
+        from rlr_keras.experiment import _train
+        _train.handle_interrupts()
+        def callback(phase, info):
+            if phase == "start" and not getattr(callback, "sent", False):
+                callback.sent = True
+                os.kill(os.getpid(), {int(signum)})
+                for _ in range(1000):  # The handler runs in here.
+                    pass
+        gc.callbacks.append(callback)
+        try:
+            gc.collect()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+        except KeyboardInterrupt as error:
+            print(type(error).__name__)
+            sys.exit(0)
+        print("not raised")
+        sys.exit(1)
+    """)
+    completed = subprocess.run(
+        [sys.executable, "-c", program], cwd=_REPO, env=_ENVIRONMENT,
+        capture_output=True, text=True, timeout=120, check=False)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert completed.stdout.split() == [error]
+    assert "Exception ignored" not in completed.stderr
 
 
 def test_quiet_imports_drops_only_known_noise(tmp_path):

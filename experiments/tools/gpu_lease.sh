@@ -26,8 +26,9 @@
 # the grid), runs experiments/sweep.py on KERAS_BACKEND=jax with
 # --dataset=cifar10_batches:/tmp/cifar10 --vgg_weights=none, stops it cleanly
 # with SIGTERM when BUDGET_S seconds are spent (the run in progress is marked
-# failed and restarts next time; a sweep still importing simply ends: a
-# SIGINT there can be swallowed by a callback, SIGTERM cannot), and writes
+# failed and restarts next time; a sweep still importing simply ends; a
+# signal that Python drops in a gc callback is raised again, see
+# rlr_keras.experiment._train.handle_interrupts), and writes
 # to $OUT:
 #   records.tar.gz  config.json, metrics.jsonl, summary.json, status.json and
 #                   flags.cfg of every run folder (no weights, no events)

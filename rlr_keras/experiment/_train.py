@@ -66,6 +66,7 @@ python experiments/train.py --dataset=digits --model=mlp --protocol=random \
 ```
 """
 
+import _thread
 import contextlib
 import dataclasses
 import glob
@@ -74,8 +75,10 @@ import numbers
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
+import threading
 
 from absl import logging
 
@@ -1109,6 +1112,38 @@ class Terminated(KeyboardInterrupt):
 def raise_terminated(signum, frame):
     del frame
     raise Terminated(f"terminated by signal {signum} (SIGTERM)")
+
+
+def handle_interrupts():
+    """SIGTERM raises `Terminated` in the main thread (SIGINT, Python's
+    KeyboardInterrupt), and an interrupt that Python drops is raised again.
+
+    Python drops an exception raised where it cannot propagate: a signal
+    handled while a garbage-collector callback or a `__del__` runs (JAX's
+    `_xla_gc_callback`, for one) raises there, and Python prints "Exception
+    ignored in ..." and goes on; the run would then train on until it is
+    killed, and stay `running`. Such exceptions reach `sys.unraisablehook`:
+    ours delivers the signal again (`_thread.interrupt_main`, from a timer
+    thread), so that it is raised at the next point where it can propagate.
+    """
+    signal.signal(signal.SIGTERM, raise_terminated)
+    previous = sys.unraisablehook
+    if getattr(previous, "redelivers_interrupts", False):
+        return
+
+    def redeliver(unraisable):
+        error = unraisable.exc_value
+        if not isinstance(error, KeyboardInterrupt):
+            previous(unraisable)
+            return
+        # From another thread: in this one the handler would run at once,
+        # in the hook, and be dropped again.
+        threading.Timer(0.01, _thread.interrupt_main, args=(
+            signal.SIGTERM if isinstance(error, Terminated)
+            else signal.SIGINT,)).start()
+
+    redeliver.redelivers_interrupts = True
+    sys.unraisablehook = redeliver
 
 
 # Errors in the user's flags, data or files: one line, exit status 2.

@@ -256,7 +256,7 @@ def main(argv):
     logging.set_verbosity(logging.INFO)
     # The in-process run records `failed` and the log `sweep_end`, as for
     # SIGINT (the subprocess launcher forwards the signal to its child).
-    signal.signal(signal.SIGTERM, _train.raise_terminated)
+    _train.handle_interrupts()
     try:
         arguments = dict(
             base_arguments=train_command.arguments_from_flags(),

@@ -16,7 +16,6 @@ rlr-train --dataset=digits --model=mlp --protocol=random \
 ```
 """
 
-import signal
 import sys
 
 from absl import app
@@ -221,7 +220,7 @@ def main(argv):
     _quiet.quiet_jax_backends()
     logging.set_verbosity(logging.WARNING if config.verbose == 0
                           else logging.INFO)
-    signal.signal(signal.SIGTERM, _train.raise_terminated)
+    _train.handle_interrupts()
     try:
         _train.train(config)
     except _train.USER_ERRORS as error:
