@@ -660,7 +660,6 @@ def test_padded_batches_split_evenly_with_zero_weight_padding():
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(batch_size=0), "batch_size must be an integer in \\[1, inf\\]"),
-    (dict(seed=None), "seed must be an integer"),
     (dict(epochs=0), "epochs must be an integer in \\[1, inf\\], got 0"),
     (dict(initial_epoch=3), "initial_epoch must be an integer in \\[0, 2\\]"),
     (dict(drop_remainder=1), "drop_remainder must be a bool"),
@@ -673,6 +672,14 @@ def test_train_pipeline_rejects_bad_arguments(kwargs, match):
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=match):
         data.train_pipeline(images, labels, **arguments)
+
+
+def test_train_pipeline_needs_a_seed():
+    images, labels = small_arrays(10)
+    with pytest.raises(TypeError, match=r"seed must be an integer in "
+                       r"\[0, 4294967295\], got None"):
+        data.train_pipeline(images, labels, batch_size=4, seed=None,
+                            epochs=1)
 
 
 def test_pipelines_reject_mismatched_arrays():

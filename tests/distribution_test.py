@@ -337,6 +337,7 @@ def _assert_matches_reference(results, reference):
     assert _max_abs_diff(results[0]["weights"], results[1]["weights"]) == 0
 
 
+@pytest.mark.slow
 def test_two_workers_match_one_process(tmp_path, single_process_run):
     run_dir = str(tmp_path / "run")
     with _workers(tmp_path, run_dir, "clean") as started:
@@ -351,6 +352,7 @@ def test_two_workers_match_one_process(tmp_path, single_process_run):
     _assert_complete_chief_run_dir(run_dir)
 
 
+@pytest.mark.slow
 def test_killed_worker_fails_the_job_which_then_resumes(
         tmp_path, single_process_run):
     run_dir = str(tmp_path / "run")

@@ -109,6 +109,7 @@ def _metrics(run_dir):
                 os.path.join(run_dir, _rundir.METRICS_FILE))]
 
 
+@pytest.mark.slow
 def test_own_model_from_a_file_spec(tmp_path, user_code):
     path, _ = user_code
     run_dir = str(tmp_path / "run")
@@ -124,6 +125,7 @@ def test_own_model_from_a_file_spec(tmp_path, user_code):
     assert "rlr-train --flagfile=THIS_FILE" in flags_text
 
 
+@pytest.mark.slow
 def test_own_model_from_a_module_spec_gets_the_seed(tmp_path, user_code):
     _, module = user_code
     runs = {}

@@ -74,6 +74,7 @@ def monkeypatch_module():
         yield patch
 
 
+@pytest.mark.slow
 def test_data_parallel_matches_one_device_with_the_same_alphas(runs):
     root, alphas = runs
     assert len(keras.distribution.list_devices()) == 2

@@ -124,6 +124,7 @@ def _assert_close_runs(run_dir, reference_dir):
 # MirroredStrategy over two logical CPUs, in this process.
 
 
+@pytest.mark.slow
 def test_mirrored_run_folder_is_complete_and_close_to_one_device(
         mirrored_run, single_run):
     _assert_complete_run_dir(mirrored_run)
@@ -230,6 +231,7 @@ def multi_worker_run(tmp_path_factory):
     return tmp_path, run_dir, worker_1_weights, workers[0][0]
 
 
+@pytest.mark.slow
 def test_multi_worker_command_line_trains_like_mirrored(multi_worker_run,
                                                         mirrored_run):
     _, run_dir, worker_1_weights, chief_pid = multi_worker_run
@@ -252,6 +254,7 @@ def test_multi_worker_command_line_trains_like_mirrored(multi_worker_run,
     _assert_close_runs(run_dir, mirrored_run)
 
 
+@pytest.mark.slow
 def test_done_multi_worker_run_is_not_trained_again(multi_worker_run):
     tmp_path, run_dir, _, _ = multi_worker_run
     watched = [os.path.join(run_dir, name) for name in (

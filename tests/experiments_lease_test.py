@@ -53,6 +53,7 @@ def _lease_log(tmp_path, budget_s):
     return (tmp_path / "out" / "lease.log").read_text()
 
 
+@pytest.mark.slow
 def test_lease_brings_back_compact_records_that_unpack_and_resume(tmp_path):
     write_cifar_folder(tmp_path / "cifar", per_batch=8, xz=True)
     log = _lease_log(tmp_path, 300)
@@ -80,6 +81,7 @@ def test_lease_brings_back_compact_records_that_unpack_and_resume(tmp_path):
     assert "0 to go" in log or "2 done already" in log, log[-3000:]
 
 
+@pytest.mark.slow
 def test_lease_stops_at_its_budget_and_still_packs(tmp_path):
     write_cifar_folder(tmp_path / "cifar", per_batch=8, xz=True)
     log = _lease_log(tmp_path, 1)

@@ -424,6 +424,7 @@ def test_regenerates_from_committed_run_records(tmp_path):
             "--equivalence_margin=0.05`") in markdown
 
 
+@pytest.mark.slow
 def test_matplotlib_only_where_a_report_is_made(sweep_root, tmp_path):
     # A sweep without a report runs with matplotlib missing (Keras itself
     # imports SciPy, so only matplotlib can be checked this way); the report

@@ -85,6 +85,7 @@ def _events(root):
     return [event for event in sweep.read_log(root) if event["run"]]
 
 
+@pytest.mark.slow
 @pytest.mark.backend_independent
 def test_killed_sweep_resumes_without_repeating_or_losing_runs(tmp_path):
     root = str(tmp_path / "sweep")
@@ -357,6 +358,7 @@ def _children(pid):
     return children
 
 
+@pytest.mark.slow
 @pytest.mark.backend_independent
 @pytest.mark.skipif(not sys.platform.startswith("linux"),
                     reason="PR_SET_PDEATHSIG is Linux's")

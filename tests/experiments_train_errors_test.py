@@ -227,6 +227,7 @@ def test_vgg16_weights_not_downloadable_is_one_line(tmp_path, monkeypatch,
     assert not os.path.exists(output_dir)
 
 
+@pytest.mark.slow
 def test_sigterm_records_failed_terminated(tmp_path):
     output_dir = str(tmp_path / "run")
     process = subprocess.Popen(
@@ -321,6 +322,7 @@ def test_known_noise_is_recognized():
     assert not _quiet.is_noise("train.py: error: --batch_size=0")
 
 
+@pytest.mark.slow
 def test_successful_run_prints_no_start_up_noise(tmp_path):
     output_dir = str(tmp_path / "run")
     completed = _train_py(_TINY + [f"--output_dir={output_dir}"])

@@ -252,6 +252,7 @@ def test_other_arguments_in_same_folder_is_an_error(finished_run):
                   **{**_TINY, "learning_rate": 0.1})
 
 
+@pytest.mark.slow
 def test_steps_per_execution_and_backups_change_no_result(tmp_path):
     # 1437 digits in batches of 48: 30 steps per epoch, 30 per call by
     # default (1 on PyTorch); backups after every epoch or none at all.
@@ -291,6 +292,7 @@ def test_default_steps_per_execution_divides_the_epoch():
                                    "tensorflow", tf_strategy=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backup_every_s", [0.0, 1e9])
 def test_resume_after_sigkill_is_identical(tmp_path, backup_every_s):
     # Backups after every epoch (resumes after epoch 1), or none yet (starts
@@ -431,6 +433,7 @@ def test_distribution_of_another_backend_is_refused_before_training(
     assert not os.path.exists(output_dir)
 
 
+@pytest.mark.slow
 def test_vgg16_trains_one_epoch_on_cifar_format_files(tmp_path):
     from _helpers import write_cifar_folder  # pylint: disable=import-outside-toplevel
 
@@ -445,6 +448,7 @@ def test_vgg16_trains_one_epoch_on_cifar_format_files(tmp_path):
     assert 0.0 <= summary["final_test_accuracy"] <= 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.backend_independent
 def test_train_py_runs_on_jax_without_tensorflow(tmp_path):
     pytest.importorskip("jax")

@@ -334,8 +334,8 @@ def train_pipeline(images, labels, *, batch_size, seed, epochs,
     [4, 4, 2, 4, 4, 2]
     """
     if seed is None:
-        raise ValueError("seed must be an integer in [0, 4294967295], got "
-                         "None")
+        raise TypeError(f"seed must be an integer in [0, {SEED_MAX}], got "
+                        "None")
     return ArrayBatches(images, labels, batch_size=batch_size, seed=seed,
                         epochs=epochs, initial_epoch=initial_epoch,
                         drop_remainder=drop_remainder,
